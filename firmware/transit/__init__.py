@@ -1,0 +1,3 @@
+"""Phitsanulok transit edge firmware: the application package."""
+
+VERSION = "0.1.0"

@@ -1,0 +1,1 @@
+"""Test harness: MicroPython runner, Mosquitto broker fixture, MQTT subscriber."""

@@ -280,23 +280,48 @@ def pin_level(pid):
 
 
 class _UartHw:
+    """The driver's receive ring: preallocated, like the IDF buffer, so the
+    fake does not fragment the MicroPython heap it shares with the firmware."""
+
     def __init__(self, uid):
         self.id = uid
-        self.rx = bytearray()
-        self.rxbuf = 256
+        self.resize(256)
         self.overflow_bytes = 0
         self.tx = bytearray()
         self.schedule = []  # [t_us, bytes]
         CLOCK.add_listener(self.on_clock)
 
+    def resize(self, rxbuf):
+        self.rxbuf = rxbuf
+        self.ring = bytearray(rxbuf)
+        self.r = 0  # read index
+        self.n = 0  # bytes held
+
     def push(self, data):
-        room = self.rxbuf - len(self.rx)
-        if room >= len(data):
-            self.rx.extend(data)
-        else:
-            if room > 0:
-                self.rx.extend(data[:room])
-            self.overflow_bytes += len(data) - max(room, 0)
+        cap = self.rxbuf
+        for b in data:
+            if self.n >= cap:
+                self.overflow_bytes += 1
+                continue
+            self.ring[(self.r + self.n) % cap] = b
+            self.n += 1
+
+    def take(self, out, count):
+        """Move up to count bytes into `out` (bytearray/memoryview); return the count."""
+        count = min(count, self.n)
+        cap = self.rxbuf
+        for i in range(count):
+            out[i] = self.ring[self.r]
+            self.r = (self.r + 1) % cap
+        self.n -= count
+        return count
+
+    def find_newline(self):
+        cap = self.rxbuf
+        for i in range(self.n):
+            if self.ring[(self.r + i) % cap] == 10:
+                return i
+        return -1
 
     def on_clock(self, now):
         s = self.schedule
@@ -330,8 +355,8 @@ class UART:
              rxbuf=None, txbuf=None, timeout=None, timeout_char=None, **kw):
         if baudrate:
             self.baudrate = baudrate
-        if rxbuf is not None:
-            self._hw.rxbuf = rxbuf
+        if rxbuf is not None and rxbuf != self._hw.rxbuf:
+            self._hw.resize(rxbuf)
         if timeout is not None:
             self.timeout = timeout
 
@@ -341,44 +366,34 @@ class UART:
     # --- firmware side -------------------------------------------------
     def _wait(self, n):
         """Blocking read: wait up to timeout ms for n bytes (no callbacks run)."""
-        if self.timeout and len(self._hw.rx) < n:
+        if self.timeout and self._hw.n < n:
             stall(self.timeout, 0)
 
     def any(self):
-        return len(self._hw.rx)
+        return self._hw.n
 
     def read(self, n=None):
-        rx = self._hw.rx
+        hw = self._hw
         self._wait(n or 1)
-        if not rx:
+        if not hw.n:
             return None
-        if n is None or n >= len(rx):
-            out = bytes(rx)
-            rx[:] = b""
-            return out
-        out = bytes(rx[:n])
-        rx[:n] = b""
-        return out
+        out = bytearray(hw.n if n is None else min(n, hw.n))
+        hw.take(out, len(out))
+        return bytes(out)
 
     def readinto(self, buf, nbytes=None):
-        rx = self._hw.rx
+        hw = self._hw
         n = len(buf) if nbytes is None else nbytes
         self._wait(n)
-        if not rx:
+        if not hw.n:
             return None
-        n = min(n, len(rx))
-        buf[:n] = rx[:n]
-        rx[:n] = b""
-        return n
+        return hw.take(buf, n)
 
     def readline(self):
-        rx = self._hw.rx
-        i = rx.find(b"\n")
+        i = self._hw.find_newline()
         if i < 0:
-            return self.read() if rx else None
-        out = bytes(rx[:i + 1])
-        rx[:i + 1] = b""
-        return out
+            return self.read() if self._hw.n else None
+        return self.read(i + 1)
 
     def write(self, data):
         self._hw.tx.extend(data)

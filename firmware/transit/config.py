@@ -1,0 +1,227 @@
+"""Device configuration: load, validate, read and change settings.
+
+`device.json` holds identity, role, board, networks, broker and tuning;
+`secrets.json` holds Wi-Fi keys and the broker password and is never printed.
+Every key is declared once in SPEC with its type, range, default and whether
+a remote command may change it. A bad file raises ConfigError naming the
+first wrong key, so boot can fall back to safe mode with a clear message.
+"""
+
+import json
+import os
+
+# kinds
+_STR = 0
+_INT = 1
+_BOOL = 2
+_CHOICE = 3
+_LIST = 4
+REQUIRED = object()
+
+# key, kind, default, lo (min / min length / choices), hi, settable by command
+SPEC = (
+    ("device_id", _STR, REQUIRED, 3, 32, False),
+    ("role", _CHOICE, REQUIRED, ("bus", "depot"), None, False),
+    ("board", _STR, REQUIRED, 1, 48, False),
+    ("topic_root", _STR, "phs", 1, 32, False),
+    ("networks", _LIST, [], 0, 8, False),
+    ("broker.host", _STR, REQUIRED, 1, 128, False),
+    ("broker.port", _INT, 8883, 1, 65535, False),
+    ("broker.tls", _BOOL, True, None, None, False),
+    ("broker.ca", _STR, "ca.der", 1, 64, False),
+    ("broker.keepalive_s", _INT, 60, 10, 1200, True),
+    ("bus.plate", _STR, "", 0, 16, False),
+    ("bus.route", _STR, "", 0, 16, True),
+    ("bus.capacity_seated", _INT, 30, 0, 150, True),
+    ("bus.capacity_standing", _INT, 50, 0, 200, True),
+    ("depot.name", _STR, "", 0, 32, False),
+    ("status_period_s", _INT, 300, 30, 3600, True),
+    ("safe_mode_pin", _INT, -1, -1, 39, False),
+    ("watchdog_ms", _INT, 8000, 2000, 60000, False),
+    ("crash_limit", _INT, 3, 1, 20, False),
+)
+_SPEC_BY_KEY = {}
+for _s in SPEC:
+    _SPEC_BY_KEY[_s[0]] = _s
+
+# Groups whose keys tune a pipeline stage; the stage owns their defaults and
+# ranges (register_group) so they stay in one place.
+_GROUPS = {}
+
+
+class ConfigError(ValueError):
+    """A configuration problem a technician can fix; the message says where."""
+
+
+def register_group(name, ranges):
+    """Declare a tuning group: ranges maps key -> (lo, hi) for integers."""
+    _GROUPS[name] = ranges
+
+
+def _describe(kind, lo, hi):
+    if kind == _INT:
+        return "an integer %d..%d" % (lo, hi)
+    if kind == _BOOL:
+        return "true or false"
+    if kind == _CHOICE:
+        return "one of " + ", ".join(lo)
+    if kind == _LIST:
+        return "a list of at most %d entries" % hi
+    return "a string of %d..%d characters" % (lo, hi)
+
+
+def check_value(key, value):
+    """Return value if it is valid for key, else raise ConfigError."""
+    spec = _SPEC_BY_KEY.get(key)
+    if spec is None:
+        group, _, name = key.partition(".")
+        ranges = _GROUPS.get(group)
+        if ranges is None or name not in ranges:
+            raise ConfigError("%s: unknown setting" % key)
+        lo, hi = ranges[name]
+        spec = (key, _INT, None, lo, hi, True)
+    _, kind, _, lo, hi, _ = spec
+    ok = False
+    if kind == _INT:
+        ok = isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi
+    elif kind == _BOOL:
+        ok = isinstance(value, bool)
+    elif kind == _CHOICE:
+        ok = value in lo
+    elif kind == _LIST:
+        ok = isinstance(value, list) and len(value) <= hi
+    elif kind == _STR:
+        ok = isinstance(value, str) and lo <= len(value) <= hi
+    if not ok:
+        raise ConfigError("%s: expected %s, got %s" % (key, _describe(kind, lo, hi), _short(value)))
+    return value
+
+
+def _short(value):
+    s = json.dumps(value) if not isinstance(value, bytes) else repr(value)
+    return s if len(s) <= 40 else s[:37] + "..."
+
+
+def _flatten(doc, prefix, out):
+    for k, v in doc.items():
+        key = prefix + k
+        if isinstance(v, dict) and key not in _SPEC_BY_KEY:
+            _flatten(v, key + ".", out)
+        else:
+            out[key] = v
+
+
+def _read_json(path, what):
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError:
+        raise ConfigError("%s: file missing (%s)" % (what, path))
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        raise ConfigError("%s: not valid JSON" % what)
+    if not isinstance(doc, dict):
+        raise ConfigError("%s: must hold a JSON object" % what)
+    return doc
+
+
+class Config:
+    """Validated settings with dotted keys ("broker.port")."""
+
+    def __init__(self, values, secrets, path=None):
+        self._values = values
+        self._secrets = secrets
+        self.path = path
+
+    def get(self, key, default=None):
+        return self._values.get(key, default)
+
+    def __getitem__(self, key):
+        return self._values[key]
+
+    def group(self, name):
+        """Settings of one tuning group as a plain dict (keys without the prefix)."""
+        pre = name + "."
+        return {k[len(pre):]: v for k, v in self._values.items() if k.startswith(pre) and k not in _SPEC_BY_KEY}
+
+    def secret(self, name, default=None):
+        return self._secrets.get(name, default)
+
+    def wifi_key(self, ssid):
+        return self._secrets.get("wifi", {}).get(ssid)
+
+    def settable(self, key):
+        spec = _SPEC_BY_KEY.get(key)
+        if spec is not None:
+            return spec[5]
+        group, _, name = key.partition(".")
+        return name in _GROUPS.get(group, {})
+
+    def set(self, key, value):
+        """Validate, apply and persist one setting (remote command path)."""
+        if not self.settable(key):
+            raise ConfigError("%s: cannot be changed remotely" % key if key in _SPEC_BY_KEY else "%s: unknown setting" % key)
+        check_value(key, value)
+        self._values[key] = value
+        if self.path:
+            self.save()
+
+    def summary(self):
+        """Everything but secrets, for status and the technician's doctor."""
+        return dict(self._values)
+
+    def to_document(self):
+        doc = {}
+        for key, value in self._values.items():
+            spec = _SPEC_BY_KEY.get(key)
+            if spec is not None and spec[2] is not REQUIRED and spec[2] == value and "." in key:
+                continue
+            node = doc
+            parts = key.split(".")
+            for p in parts[:-1]:
+                node = node.setdefault(p, {})
+            node[parts[-1]] = value
+        return doc
+
+    def save(self):
+        """Write atomically: a temporary file renamed over the old one
+        (a rename is atomic on LittleFS, so a power cut leaves one or the other)."""
+        tmp = self.path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(self.to_document(), f)
+        os.rename(tmp, self.path)
+
+
+def validate(doc, secrets):
+    """Check a device document and secrets; return the flat dict of values."""
+    flat = {}
+    _flatten(doc, "", flat)
+    for key in flat:
+        check_value(key, flat[key])
+    values = {}
+    for key, kind, default, lo, hi, _ in SPEC:
+        if key in flat:
+            values[key] = flat[key]
+        elif default is REQUIRED:
+            raise ConfigError("%s: missing (required)" % key)
+        else:
+            values[key] = default
+    for key in flat:
+        if key not in values:
+            values[key] = flat[key]
+    for i, net in enumerate(values["networks"]):
+        if not isinstance(net, dict) or not isinstance(net.get("ssid"), str) or not net["ssid"]:
+            raise ConfigError("networks[%d]: expected {\"ssid\": \"...\"}" % i)
+        if not isinstance(secrets.get("wifi", {}).get(net["ssid"]), str):
+            raise ConfigError("networks[%d]: no Wi-Fi key for %s in secrets" % (i, net["ssid"]))
+    if "mqtt_password" in secrets and not isinstance(secrets["mqtt_password"], str):
+        raise ConfigError("secrets: mqtt_password must be a string")
+    return values
+
+
+def load(device_path="device.json", secrets_path="secrets.json"):
+    """Read and validate both files; raise ConfigError with the first problem."""
+    doc = _read_json(device_path, "device.json")
+    secrets = _read_json(secrets_path, "secrets.json")
+    return Config(validate(doc, secrets), secrets, device_path)

@@ -133,7 +133,7 @@ def _parse_runner(res):
     buf = []
     for line in res.stdout.splitlines():
         if line.startswith("@@PASS "):
-            out[line[7:].strip()] = None
+            out[line.split()[1]] = None
         elif line.startswith("@@FAIL "):
             current = line[7:].strip()
             buf = []

@@ -113,14 +113,15 @@ def _flatten(doc, prefix, out):
 
 def _read_json(path, what):
     try:
-        with open(path) as f:
-            text = f.read()
+        f = open(path)
     except OSError:
         raise ConfigError("%s: file missing (%s)" % (what, path))
     try:
-        doc = json.loads(text)
+        doc = json.load(f)  # streams from the file: no second copy of the text
     except ValueError:
         raise ConfigError("%s: not valid JSON" % what)
+    finally:
+        f.close()
     if not isinstance(doc, dict):
         raise ConfigError("%s: must hold a JSON object" % what)
     return doc

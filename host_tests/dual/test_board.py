@@ -6,10 +6,6 @@ import os
 import machine
 from transit import board
 
-# The fake UART's 2 KiB receive ring lives in the MicroPython heap here; on a
-# board the IDF driver allocates it outside. Board layer plus fakes need more
-# than 64K on the 64-bit unix port.
-MP_HEAP = "96K"
 
 
 def _boards_dir():

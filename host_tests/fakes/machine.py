@@ -17,7 +17,7 @@ built-in). Tests drive it from the outside:
 """
 
 import os
-from fakeclock import CLOCK, civil_from_unix, days_from_civil
+from fakeclock import CLOCK
 
 # ESP32 reset causes (machine.reset_cause()).
 PWRON_RESET = 1
@@ -167,9 +167,23 @@ def scheduler():
     return _SCHED
 
 
+def drive(pin_id, level):
+    """Something outside the chip holds the line at level (a pressed button,
+    a sensor output); a pull-up set later does not change it."""
+    hw = _PINS.get(pin_id)
+    if hw is None:
+        hw = _PinHw(pin_id)
+        _PINS[pin_id] = hw
+    hw.level = 1 if level else 0
+    hw.driven = True
+
+
 def inject_edges(pin_id, edges):
     """Schedule external level changes: edges is [(t_us, level), ...] in
     absolute virtual microseconds (unwrapped)."""
+    if pin_id not in _PINS:
+        _PINS[pin_id] = _PinHw(pin_id)
+    _PINS[pin_id].driven = True
     for t, level in edges:
         _SCHED.timeline.append([t, pin_id, 1 if level else 0])
     _SCHED.timeline.sort(key=lambda e: e[0])
@@ -207,6 +221,7 @@ class _PinHw:
         self.handler = None
         self.trigger = 0
         self.pin_obj = None
+        self.driven = False  # True once something outside the chip drives the line
 
 
 _PINS = {}
@@ -237,7 +252,7 @@ class Pin:
             hw.mode = mode
         if pull != -1:
             hw.pull = pull
-            if pull == Pin.PULL_UP and mode == Pin.IN:
+            if pull == Pin.PULL_UP and mode == Pin.IN and not hw.driven:
                 hw.level = 1
         if value is not None:
             hw.level = 1 if value else 0
@@ -274,216 +289,13 @@ def pin_level(pid):
     return hw.level if hw else None
 
 
-# --------------------------------------------------------------------------
-# UART
-# --------------------------------------------------------------------------
+# UART, WDT, RTC and Timer live in machine_periph.py and load on first use,
+# so a test that needs only pins keeps the 64K heap for the code under test.
+_LAZY = ("UART", "WDT", "RTC", "Timer", "wdt_disarm", "_UARTS", "_RTC_MEM")
 
 
-class _UartHw:
-    """The driver's receive ring: preallocated, like the IDF buffer, so the
-    fake does not fragment the MicroPython heap it shares with the firmware."""
-
-    def __init__(self, uid):
-        self.id = uid
-        self.resize(256)
-        self.overflow_bytes = 0
-        self.tx = bytearray()
-        self.schedule = []  # [t_us, bytes]
-        CLOCK.add_listener(self.on_clock)
-
-    def resize(self, rxbuf):
-        self.rxbuf = rxbuf
-        self.ring = bytearray(rxbuf)
-        self.r = 0  # read index
-        self.n = 0  # bytes held
-
-    def push(self, data):
-        cap = self.rxbuf
-        for b in data:
-            if self.n >= cap:
-                self.overflow_bytes += 1
-                continue
-            self.ring[(self.r + self.n) % cap] = b
-            self.n += 1
-
-    def take(self, out, count):
-        """Move up to count bytes into `out` (bytearray/memoryview); return the count."""
-        count = min(count, self.n)
-        cap = self.rxbuf
-        for i in range(count):
-            out[i] = self.ring[self.r]
-            self.r = (self.r + 1) % cap
-        self.n -= count
-        return count
-
-    def find_newline(self):
-        cap = self.rxbuf
-        for i in range(self.n):
-            if self.ring[(self.r + i) % cap] == 10:
-                return i
-        return -1
-
-    def on_clock(self, now):
-        s = self.schedule
-        i = 0
-        while i < len(s) and s[i][0] <= now:
-            self.push(s[i][1])
-            i += 1
-        if i:
-            del s[:i]
-        return s[0][0] if s else None
-
-
-_UARTS = {}
-
-
-class UART:
-    INV_TX = 1
-    INV_RX = 2
-
-    def __init__(self, uid, baudrate=115200, **kw):
-        hw = _UARTS.get(uid)
-        if hw is None:
-            hw = _UartHw(uid)
-            _UARTS[uid] = hw
-        self._hw = hw
-        self.baudrate = baudrate
-        self.timeout = 0
-        self.init(baudrate, **kw)
-
-    def init(self, baudrate=None, bits=8, parity=None, stop=1, tx=None, rx=None,
-             rxbuf=None, txbuf=None, timeout=None, timeout_char=None, **kw):
-        if baudrate:
-            self.baudrate = baudrate
-        if rxbuf is not None and rxbuf != self._hw.rxbuf:
-            self._hw.resize(rxbuf)
-        if timeout is not None:
-            self.timeout = timeout
-
-    def deinit(self):
-        pass
-
-    # --- firmware side -------------------------------------------------
-    def _wait(self, n):
-        """Blocking read: wait up to timeout ms for n bytes (no callbacks run)."""
-        if self.timeout and self._hw.n < n:
-            stall(self.timeout, 0)
-
-    def any(self):
-        return self._hw.n
-
-    def read(self, n=None):
-        hw = self._hw
-        self._wait(n or 1)
-        if not hw.n:
-            return None
-        out = bytearray(hw.n if n is None else min(n, hw.n))
-        hw.take(out, len(out))
-        return bytes(out)
-
-    def readinto(self, buf, nbytes=None):
-        hw = self._hw
-        n = len(buf) if nbytes is None else nbytes
-        self._wait(n)
-        if not hw.n:
-            return None
-        return hw.take(buf, n)
-
-    def readline(self):
-        i = self._hw.find_newline()
-        if i < 0:
-            return self.read() if self._hw.n else None
-        return self.read(i + 1)
-
-    def write(self, data):
-        self._hw.tx.extend(data)
-        return len(data)
-
-    def flush(self):
-        pass
-
-    def txdone(self):
-        return True
-
-    # --- test side -----------------------------------------------------
-    def feed(self, data):
-        """Bytes arrive now; beyond rxbuf they are lost, as on the ESP32."""
-        self._hw.push(data)
-
-    def feed_at(self, t_us, data):
-        """Bytes arrive when virtual time reaches t_us."""
-        self._hw.schedule.append([t_us, bytes(data)])
-        self._hw.schedule.sort(key=lambda e: e[0])
-
-    @property
-    def overflow_bytes(self):
-        return self._hw.overflow_bytes
-
-    @property
-    def sent(self):
-        return bytes(self._hw.tx)
-
-
-# --------------------------------------------------------------------------
-# Watchdog and RTC
-# --------------------------------------------------------------------------
-
-
-class WDT:
-    _active = None
-
-    def __init__(self, id=0, timeout=5000):
-        if timeout < 1:
-            raise ValueError("WDT timeout too short")
-        self.timeout_us = timeout * 1000
-        self.last_feed = CLOCK.now_us()
-        self.fired = False
-        if WDT._active is not None:  # one watchdog; a second init re-arms it
-            CLOCK.remove_listener(WDT._active._check)
-        WDT._active = self
-        CLOCK.add_listener(self._check)
-
-    def feed(self):
-        self.last_feed = CLOCK.now_us()
-
-    def _check(self, now):
-        due = self.last_feed + self.timeout_us
-        if now > due and not self.fired:
-            self.fired = True
-            CLOCK.remove_listener(self._check)
-            WDT._active = None
-            _state.reset_cause = WDT_RESET
-            raise ResetRequested(WDT_RESET)
-        return due + 1
-
-
-def wdt_disarm():
-    """Test helper: forget the watchdog (a reset clears it on a board)."""
-    if WDT._active is not None:
-        CLOCK.remove_listener(WDT._active._check)
-        WDT._active = None
-
-
-class RTC:
-    """Wall clock on top of the fake clock; setting it moves time.time()."""
-
-    def __init__(self, id=0):
-        pass
-
-    def datetime(self, dt=None):
-        if dt is None:
-            y, mo, d, h, mi, s, wd = civil_from_unix(CLOCK.unix_s())
-            return (y, mo, d, wd, h, mi, s, 0)
-        y, mo, d, wd, h, mi, s = dt[:7]
-        CLOCK.set_unix_s(days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s)
-
-    def init(self, dt):
-        self.datetime(dt)
-
-    def memory(self, data=None):
-        if data is None:
-            return _RTC_MEM[0]
-        _RTC_MEM[0] = bytes(data)
-
-
-_RTC_MEM = [b""]
+def __getattr__(name):
+    if name in _LAZY:
+        import machine_periph
+        return getattr(machine_periph, name)
+    raise AttributeError(name)

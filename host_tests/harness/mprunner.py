@@ -18,7 +18,8 @@ for name in names:
     gc.collect()
     try:
         fn()
-        print("@@PASS", name)
+        gc.collect()
+        print("@@PASS", name, gc.mem_free())
     except BaseException as e:  # report everything, including MemoryError and resets
         print("@@FAIL", name)
         sys.print_exception(e, sys.stdout)

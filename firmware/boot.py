@@ -1,0 +1,10 @@
+# boot.py runs first after every reset. Keep it tiny and unable to fail.
+# Put /lib ahead of the firmware's frozen modules, so the umqtt.simple that our
+# tests ran against (installed in /lib by tools/deploy) wins over the frozen copy.
+import sys
+
+try:
+    sys.path.remove("/lib")
+except ValueError:
+    pass
+sys.path.insert(1 if sys.path and sys.path[0] == "" else 0, "/lib")

@@ -84,8 +84,11 @@ class MicroPython:
         parts.append(".frozen")
         return parts
 
-    def command(self, script, heap=None, args=()):
-        return [self.binary, "-X", "heapsize=" + (heap or self.heap), script] + list(args)
+    def command(self, script, heap=None, args=(), interactive=False):
+        cmd = [self.binary, "-X", "heapsize=" + (heap or self.heap)]
+        if interactive:
+            cmd.append("-i")  # stay in the REPL after the script, as a board does after main.py
+        return cmd + [script] + list(args)
 
     def env(self, extra_path=(), env=None, fakes=True):
         e = dict(os.environ)
@@ -95,7 +98,7 @@ class MicroPython:
         return e
 
     def run(self, code=None, script=None, heap=None, path=(), env=None, timeout=120,
-            check=True, cwd=None, args=(), fakes=True, input=None):
+            check=True, cwd=None, args=(), fakes=True, input=None, interactive=False):
         """Run `code` (a string) or `script` (a file); return a Result."""
         tmp = None
         if code is not None:
@@ -104,7 +107,7 @@ class MicroPython:
                 f.write(code)
             script = tmp
         try:
-            proc = subprocess.run(self.command(script, heap, args), cwd=cwd or tempfile.gettempdir(),
+            proc = subprocess.run(self.command(script, heap, args, interactive), cwd=cwd or tempfile.gettempdir(),
                                   env=self.env(path, env, fakes), capture_output=True, text=True,
                                   timeout=timeout, input=input)
         finally:

@@ -1,0 +1,91 @@
+"""House rules as tests: hardware stays behind the board layer, board code
+imports nothing a board lacks, and no error is swallowed silently."""
+
+import ast
+import os
+
+from harness import paths
+
+# Modules allowed to touch hardware modules directly.
+HARDWARE_OK = {
+    "machine": {"firmware/transit/board.py"},
+    "network": {"firmware/transit/link.py"},
+    "esp32": {"firmware/transit/board.py", "firmware/transit/ota.py"},
+    "bluetooth": {"firmware/transit/roster.py"},
+}
+CPYTHON_ONLY = {"typing", "dataclasses", "pathlib", "enum", "abc", "logging", "threading", "datetime",
+                "functools", "itertools", "subprocess", "shutil", "tempfile", "argparse", "inspect",
+                "contextlib", "copy", "decimal", "fractions", "statistics", "pickle", "queue"}
+BROAD = {"Exception", "BaseException"}
+
+
+def _board_files():
+    for top in (paths.FIRMWARE, paths.LIB):
+        for folder, _, files in os.walk(top):
+            for fn in files:
+                if fn.endswith(".py"):
+                    full = os.path.join(folder, fn)
+                    yield os.path.relpath(full, paths.ROOT), full
+
+
+def _imports(tree):
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                yield node, a.name.split(".")[0]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            yield node, node.module.split(".")[0]
+
+
+def _guarded(tree, node):
+    """True when the import sits in a try whose handlers catch ImportError."""
+    for t in ast.walk(tree):
+        if isinstance(t, ast.Try) and any(n is node for b in t.body for n in ast.walk(b)):
+            for h in t.handlers:
+                names = [h.type] if not isinstance(h.type, ast.Tuple) else list(h.type.elts)
+                if any(isinstance(n, ast.Name) and n.id in ("ImportError", "AttributeError") for n in names):
+                    return True
+    return False
+
+
+def test_hardware_modules_are_imported_only_behind_the_board_layer():
+    offenders = []
+    for rel, full in _board_files():
+        tree = ast.parse(open(full).read(), rel)
+        for node, mod in _imports(tree):
+            if mod in HARDWARE_OK and rel not in HARDWARE_OK[mod]:
+                offenders.append("%s:%d imports %s" % (rel, node.lineno, mod))
+    assert not offenders, "\n".join(offenders)
+
+
+def test_board_code_imports_nothing_micropython_lacks():
+    offenders = []
+    for rel, full in _board_files():
+        tree = ast.parse(open(full).read(), rel)
+        for node, mod in _imports(tree):
+            if mod in CPYTHON_ONLY and not _guarded(tree, node):
+                offenders.append("%s:%d imports %s" % (rel, node.lineno, mod))
+    assert not offenders, "\n".join(offenders)
+
+
+def test_no_broad_except_swallows_an_error_silently():
+    offenders = []
+    for rel, full in _board_files():
+        tree = ast.parse(open(full).read(), rel)
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.ExceptHandler):
+                continue
+            broad = node.type is None or (isinstance(node.type, ast.Name) and node.type.id in BROAD)
+            silent = all(isinstance(s, (ast.Pass, ast.Continue)) for s in node.body)
+            if broad and silent:
+                offenders.append("%s:%d" % (rel, node.lineno))
+    assert not offenders, "broad except with an empty body (count or log it):\n" + "\n".join(offenders)
+
+
+def test_the_rules_catch_what_they_are_meant_to_catch():
+    # The checks above are only worth something if they fire on a bad example.
+    bad = ast.parse("import machine\ntry:\n    x()\nexcept Exception:\n    pass\nimport typing\n")
+    mods = [m for _, m in _imports(bad)]
+    assert mods == ["machine", "typing"]
+    handlers = [n for n in ast.walk(bad) if isinstance(n, ast.ExceptHandler)]
+    assert handlers and all(isinstance(s, ast.Pass) for s in handlers[0].body)

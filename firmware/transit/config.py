@@ -25,6 +25,7 @@ SPEC = (
     ("board", _STR, REQUIRED, 1, 48, False),
     ("topic_root", _STR, "phs", 1, 32, False),
     ("networks", _LIST, [], 0, 8, False),
+    ("geofences", _LIST, [], 0, 16, False),
     ("broker.host", _STR, REQUIRED, 1, 128, False),
     ("broker.port", _INT, 8883, 1, 65535, False),
     ("broker.tls", _BOOL, True, None, None, False),

@@ -11,7 +11,7 @@ HARDWARE_OK = {
     "machine": {"firmware/transit/board.py"},
     "network": {"firmware/transit/link.py"},
     "esp32": {"firmware/transit/board.py", "firmware/transit/ota.py"},
-    "bluetooth": {"firmware/transit/roster.py"},
+    "bluetooth": {"firmware/transit/board.py"},
 }
 CPYTHON_ONLY = {"typing", "dataclasses", "pathlib", "enum", "abc", "logging", "threading", "datetime",
                 "functools", "itertools", "subprocess", "shutil", "tempfile", "argparse", "inspect",

@@ -163,6 +163,13 @@ class Board:
         v = self.input_pin(ign["pin"], False).value()
         return (v == 0) if ign.get("active_low") else (v == 1)
 
+    def ble(self):
+        """The BLE radio, or None on boards without one."""
+        if not self.desc.get("ble"):
+            return None
+        import bluetooth
+        return bluetooth.BLE()
+
     def watchdog(self, timeout_ms):
         return self.machine.WDT(timeout=timeout_ms)
 

@@ -25,6 +25,9 @@ def reset():
     n = sys.modules.get("network")
     if n is not None and hasattr(n, "_RADIO"):
         n._RADIO.__init__()
+    b = sys.modules.get("bluetooth")
+    if b is not None and hasattr(b, "_reset"):
+        b._reset()
     s = sys.modules.get("esp32socket")
     if s is not None:
         s.HANGS[:] = []

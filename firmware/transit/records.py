@@ -28,9 +28,10 @@ TYPE_NAMES = {POS: "pos", STOP: "stop", COUNT: "count", EVENT: "event", ROSTER: 
 # Queue header flags.
 FLAG_TIME_UNKNOWN = const(1)  # ts is seconds since boot, not Unix time
 
-# Position: lat_e6, lon_e6, speed_cmps, course_ddeg, alt_dm, sats, hdop_x10, reason, odometer_m
-_POS_FMT = "<iiHHhBBBI"
-POS_SIZE = struct.calcsize(_POS_FMT)  # 21 bytes
+# Position: lat_e6, lon_e6, speed_cmps, course_ddeg, alt_dm, sats, hdop_x10,
+# reason (track.REASON_* bits, u16), odometer_m
+_POS_FMT = "<iiHHhBBHI"
+POS_SIZE = struct.calcsize(_POS_FMT)  # 22 bytes
 
 # Event kinds.
 EV_BOOT = const(1)
@@ -77,7 +78,7 @@ def pack_position(lat_e6, lon_e6, speed_cmps, course_ddeg, alt_dm, sats, hdop_x1
     elif alt_dm > 32767:
         alt_dm = 32767
     return struct.pack(_POS_FMT, lat_e6, lon_e6, _u16(speed_cmps), _u16(course_ddeg), alt_dm,
-                       _u8(sats), _u8(hdop_x10), _u8(reason), odometer_m & 0xFFFFFFFF)
+                       _u8(sats), _u8(hdop_x10), _u16(reason), odometer_m & 0xFFFFFFFF)
 
 
 def unpack_position(payload):

@@ -5,15 +5,15 @@ from transit import records
 
 def test_position_payload_golden_bytes():
     p = records.pack_position(16820514, 100259876, 1250, 2705, 430, 11, 9, 3, 123456)
-    assert len(p) == records.POS_SIZE == 21
+    assert len(p) == records.POS_SIZE == 22
     # lat 0x0100A922, lon 0x05F9D824, 1250 cm/s, 270.5 deg, 43.0 m, 11 sats, HDOP 0.9, reason 3, 123456 m
-    assert p == bytes.fromhex("22a90001" "24d8f905" "e204" "910a" "ae01" "0b" "09" "03" "40e20100")
+    assert p == bytes.fromhex("22a90001" "24d8f905" "e204" "910a" "ae01" "0b" "09" "0300" "40e20100")
 
 
 def test_position_round_trip_and_clamps():
-    p = records.pack_position(-33868820, -151209296, 70000, 3599, -40000, 300, 999, 1, 5)
+    p = records.pack_position(-33868820, -151209296, 70000, 3599, -40000, 300, 999, 1280, 5)
     lat, lon, spd, crs, alt, sats, hdop, reason, odo = records.unpack(records.POS, p)
-    assert (lat, lon, crs, reason, odo) == (-33868820, -151209296, 3599, 1, 5)
+    assert (lat, lon, crs, reason, odo) == (-33868820, -151209296, 3599, 1280, 5)
     assert (spd, alt, sats, hdop) == (65535, -32768, 255, 255)
 
 

@@ -6,19 +6,19 @@ writeblocks(n, buf, off) programs without erasing, ioctl 6 erases one block.
 Erased flash reads 0xff, like an ESP32 partition.
 
 Power cut: arm(k) lets k more bytes be programmed; the write that crosses
-that point keeps only its first bytes, then this and every later write or
-erase raises OSError(EIO) until revive(). A test then mounts a fresh VfsLfs2
+that point keeps only its first bytes, then this and every later read, write,
+erase or sync fails with -EIO (a return code, which VfsLfs2 turns into
+OSError(EIO)) until revive(). Returning the code instead of raising keeps a
+dead session's file finalisers quiet and allocation-free. A test then mounts a fresh VfsLfs2
 on the same RAM image, as a board does after the supply comes back.
 bytes_programmed and erases measure what the filesystem really wrote.
 """
 
 _EIO = 5
-_IOCTL_INIT = 1
-_IOCTL_DEINIT = 2
-_IOCTL_SYNC = 3
 _IOCTL_COUNT = 4
 _IOCTL_SIZE = 5
 _IOCTL_ERASE = 6
+_FAIL = -_EIO
 
 
 class RAMBlockDev:
@@ -31,6 +31,7 @@ class RAMBlockDev:
             self._fill(mv, b * block_size, block_size)
         self._mv = mv
         self.budget = -1  # bytes that may still be programmed; -1: no cut armed
+        self.read_budget = -1  # reads that may still happen; -1: no cut armed
         self.cut = False
         self.cuts = 0
         self.bytes_programmed = 0
@@ -52,13 +53,19 @@ class RAMBlockDev:
         self.budget = nbytes
         self.cut = False
 
+    def arm_reads(self, nreads):
+        """Cut the power at the read call after nreads more reads."""
+        self.read_budget = nreads
+        self.cut = False
+
     def disarm(self):
         self.budget = -1
+        self.read_budget = -1
 
     def revive(self):
         """Power is back: writes work again (the RAM image is kept)."""
         self.cut = False
-        self.budget = -1
+        self.disarm()
 
     def reset_counters(self):
         self.bytes_programmed = 0
@@ -68,20 +75,28 @@ class RAMBlockDev:
     def _power_lost(self):
         self.cut = True
         self.cuts += 1
-        raise OSError(_EIO)
+        return _FAIL
 
     # --- block protocol -------------------------------------------------
     def readblocks(self, block, buf, off=0):
+        if self.cut:  # no supply, no reads either
+            return _FAIL
+        if self.read_budget >= 0:
+            if self.read_budget == 0:
+                return self._power_lost()
+            self.read_budget -= 1
         a = block * self.block_size + off
         buf[:] = self._mv[a:a + len(buf)]
+        return 0
 
     def writeblocks(self, block, buf, off=None):
         if off is None:  # legacy protocol: whole blocks, erase first
             for i in range(len(buf) // self.block_size):
-                self._erase(block + i)
+                if self._erase(block + i):
+                    return _FAIL
             off = 0
         if self.cut:
-            raise OSError(_EIO)
+            return _FAIL
         a = block * self.block_size + off
         n = len(buf)
         if self.budget >= 0 and n > self.budget:
@@ -89,20 +104,22 @@ class RAMBlockDev:
             self._mv[a:a + keep] = memoryview(buf)[:keep]
             self.bytes_programmed += keep
             self.budget = 0
-            self._power_lost()
+            return self._power_lost()
         self._mv[a:a + n] = buf
         self.bytes_programmed += n
         self.writes += 1
         if self.budget >= 0:
             self.budget -= n
+        return 0
 
     def _erase(self, block):
         if self.cut:
-            raise OSError(_EIO)
+            return _FAIL
         if self.budget == 0:  # the supply died right at an erase
-            self._power_lost()
+            return self._power_lost()
         self._fill(self._mv, block * self.block_size, self.block_size)
         self.erases += 1
+        return 0
 
     def ioctl(self, op, arg):
         if op == _IOCTL_COUNT:
@@ -110,8 +127,7 @@ class RAMBlockDev:
         if op == _IOCTL_SIZE:
             return self.block_size
         if op == _IOCTL_ERASE:
-            self._erase(arg)
-            return 0
-        if op in (_IOCTL_INIT, _IOCTL_DEINIT, _IOCTL_SYNC):
-            return 0
+            return self._erase(arg)
+        if 1 <= op <= 3:  # init, deinit, sync
+            return _FAIL if self.cut else 0
         return None

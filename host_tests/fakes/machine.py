@@ -299,3 +299,49 @@ def __getattr__(name):
         import machine_periph
         return getattr(machine_periph, name)
     raise AttributeError(name)
+
+
+# --------------------------------------------------------------------------
+# PCNT quadrature decoder (machine.Encoder, ESP32 firmware 1.27+)
+# --------------------------------------------------------------------------
+
+_QUAD_POS = (0, 1, 3, 2)  # position on the quadrature cycle of level a | b << 1
+
+
+class Encoder:
+    """Counts every transition of (phase_a, phase_b) in hardware, straight
+    from the injected timeline: never through the callback queue, so stalls
+    cannot lose its edges. phases=4: +1 per transition along A, A+B, B,
+    none (A leads), -1 the other way; a jump of both lines at once is not
+    counted (`errors`)."""
+
+    def __init__(self, id, phase_a=None, phase_b=None, phases=4, **kw):
+        self.id = id
+        self._a = phase_a._hw
+        self._b = phase_b._hw
+        self._last = self._a.level | (self._b.level << 1)
+        self._count = 0
+        self.errors = 0
+        CLOCK.add_listener(self._watch)
+
+    def _watch(self, now):
+        s = self._a.level | (self._b.level << 1)
+        if s != self._last:
+            d = (_QUAD_POS[s] - _QUAD_POS[self._last]) & 3
+            if d == 1:
+                self._count += 1
+            elif d == 3:
+                self._count -= 1
+            else:
+                self.errors += 1
+            self._last = s
+        return None
+
+    def value(self, value=None):
+        v = self._count
+        if value is not None:
+            self._count = value
+        return v
+
+    def deinit(self):
+        CLOCK.remove_listener(self._watch)

@@ -1,0 +1,162 @@
+"""Bus doors (firmware/transit/doors.py): counting window, busy() contract,
+stalls and the PCNT cross-check, on the fake ESP32 pins.
+
+Sensors are active-low as on the board: beam blocked = pin low, door open
+= switch low. Times in ms from the start of virtual time."""
+
+import time
+
+import machine
+from fakeclock import CLOCK
+from transit.doors import Doors, pcnt_encoders, DEFAULTS
+
+PINS = ((25, 26, 27), (32, 33, 14))
+P = machine.Pin
+
+
+def setup(n=1, config=None, pcnt=False):
+    CLOCK.set_virtual(0)
+    pins = [(P(a, P.IN, P.PULL_UP), P(b, P.IN, P.PULL_UP), P(s, P.IN, P.PULL_UP), True) for a, b, s in PINS[:n]]
+    return Doors(pins, config, encoders=pcnt_encoders(machine, pins) if pcnt else None)
+
+
+def crossing(t_ms, door=0, inward=True, bounce=False):
+    """Timeline events of one person crossing: A, AB, B, none (reverse when alighting)."""
+    a, b, _ = PINS[door]
+    first, second = (a, b) if inward else (b, a)
+    ev = [(t_ms, first, 0), (t_ms + 120, second, 0), (t_ms + 330, first, 1), (t_ms + 460, second, 1)]
+    if bounce:
+        ev += [(t_ms + 2, first, 1), (t_ms + 4, first, 0), (t_ms + 462, second, 0), (t_ms + 465, second, 1)]
+    return ev
+
+
+def door(t_open_ms, t_close_ms, d=0):
+    s = PINS[d][2]
+    return [(t_open_ms, s, 0), (t_close_ms, s, 1)]
+
+
+def inject(events):
+    machine.inject_timeline([(t * 1000, pid, v) for t, pid, v in events])
+
+
+def run(doors, until_ms, step_ms=20):
+    while CLOCK.now < until_ms * 1000:
+        time.sleep_ms(step_ms)
+        doors.step()
+
+
+def test_crossings_count_while_open_and_in_grace_only():
+    doors = setup()
+    grace = DEFAULTS["grace_ms"]
+    inject(door(1000, 5000) + crossing(100) + crossing(2000) + crossing(5000 + grace - 1000, inward=False)
+           + crossing(5000 + grace + 2000))
+    run(doors, 12000)
+    assert doors.counts(0) == (1, 1)
+    assert doors.doors[0].outside == 2
+    assert doors.doors[0].openings == 1
+
+
+def test_busy_while_open_in_grace_or_edges_queued_and_free_otherwise():
+    doors = setup()
+    assert not doors.busy()
+    inject(door(1000, 3000))
+    run(doors, 1200)
+    assert doors.busy() and doors.is_open(0) and doors.active(0)
+    run(doors, 3200)
+    assert doors.busy() and not doors.is_open(0) and doors.active(0)  # grace
+    run(doors, 3100 + DEFAULTS["grace_ms"] + 100)
+    assert not doors.busy() and not doors.active(0)
+    inject(crossing(6500))
+    run(doors, 6500)
+    doors.bank.ring.push(0, 1, time.ticks_us())  # an edge not yet drained
+    assert doors.busy()
+    doors.step()
+    assert not doors.busy()
+
+
+def test_switch_blip_shorter_than_its_debounce_does_not_open_the_door():
+    doors = setup()
+    inject([(1000, 27, 0), (1030, 27, 1)])
+    run(doors, 2000, step_ms=10)
+    assert doors.doors[0].openings == 0 and not doors.busy()
+
+
+def test_two_doors_count_independently():
+    doors = setup(2)
+    inject(door(500, 8000, 0) + door(500, 8000, 1) + crossing(1000, 0) + crossing(1100, 1, inward=False)
+           + crossing(2000, 1, inward=False) + crossing(3000, 0, bounce=True))
+    run(doors, 9000)
+    assert doors.counts(0) == (2, 0)
+    assert doors.counts(1) == (0, 2)
+
+
+def test_health_reports_lingering_faults_and_overflows_per_door():
+    doors = setup(1, {"fault_ms": 10000})
+    inject(door(0, 60000) + [(1000, 25, 0), (4000, 25, 1), (20000, 26, 0)])
+    run(doors, 40000, step_ms=50)
+    for _ in range(70):
+        doors.bank.ring.push(0, 1, 0)
+    h = doors.health()
+    assert h["lingering"] == [2]
+    assert h["faults"] == [1] and h["faulty"] == [1] and doors.any_fault()
+    assert h["irq_overflows"] == 70 - (DEFAULTS["ring_size"] - 1)
+
+
+def test_a_loop_that_defers_blocking_calls_while_busy_loses_nothing():
+    doors = setup(2)
+    inject(door(3000, 9000, 0) + door(3000, 9000, 1))
+    for i in range(4):
+        inject(crossing(3600 + 1300 * i, 0, bounce=True) + crossing(3700 + 1300 * i, 1, inward=False, bounce=True))
+    deferred = 0
+    while CLOCK.now < 16000000:
+        if doors.busy():
+            deferred += 1  # a publish is due every loop: it waits
+        else:
+            machine.stall(300, 0)  # a flash commit or reconnect while the doors are quiet
+        time.sleep_ms(20)
+        doors.step()
+    assert doors.counts(0) == (4, 0) and doors.counts(1) == (0, 4)
+    assert machine.scheduler().dropped == 0
+    assert deferred > 300
+
+
+def test_a_blocking_call_with_doors_open_loses_crossings_as_errors_not_passengers():
+    doors = setup(2)
+    ev = door(500, 9000, 0) + door(500, 9000, 1)
+    for i in range(2):
+        ev += crossing(1100 + 800 * i, 0, bounce=True) + crossing(1150 + 800 * i, 1, inward=False, bounce=True)
+    inject(ev)
+    run(doors, 1000)
+    machine.stall(2500, 0)
+    run(doors, 12000)
+    assert machine.scheduler().dropped > 0
+    b0, a0 = doors.counts(0)
+    b1, a1 = doors.counts(1)
+    assert b0 <= 2 and a0 == 0 and b1 == 0 and a1 <= 2
+    assert b0 + a1 < 4
+    assert doors.lost(0) + doors.lost(1) > 0
+
+
+def test_pcnt_cross_check_recovers_crossings_lost_in_a_blocking_call():
+    doors = setup(2, pcnt=True)
+    ev = door(500, 9000, 0) + door(500, 9000, 1)
+    for i in range(2):
+        ev += crossing(1100 + 800 * i, 0, bounce=True) + crossing(1150 + 800 * i, 1, inward=False, bounce=True)
+    inject(ev)
+    run(doors, 1000)
+    machine.stall(2500, 0)
+    run(doors, 12000)
+    assert machine.scheduler().dropped > 0
+    assert doors.counts(0) == (2, 0) and doors.counts(1) == (0, 2)
+    assert sum(doors.health()["recovered"]) > 0
+
+
+def test_fake_pcnt_encoder_counts_quadrature_steps_and_cancels_bounce_and_step_backs():
+    CLOCK.set_virtual(0)
+    pa, pb = P(25, P.IN, P.PULL_UP), P(26, P.IN, P.PULL_UP)
+    enc = machine.Encoder(0, pa, pb, phases=4)
+    inject(crossing(100, bounce=True) + crossing(1000, inward=False) + [(2000, 25, 0), (2300, 25, 1)])
+    time.sleep_ms(600)
+    assert enc.value() == 4
+    time.sleep_ms(2000)
+    assert (enc.value(), enc.errors) == (0, 0)

@@ -170,6 +170,30 @@ class Board:
         import bluetooth
         return bluetooth.BLE()
 
+    def rtc(self):
+        return self.machine.RTC()
+
+    def wlan(self):
+        """The Wi-Fi station interface (inactive until the link starts it)."""
+        import network
+        return network.WLAN(network.STA_IF)
+
+    def ppp_factory(self):
+        """A function making the PPP interface over the modem UART, or None
+        when the board has no cellular modem."""
+        modem = self.desc.get("modem")
+        if not modem:
+            return None
+        m = self.machine
+
+        def make():
+            import network
+            if "power_pin" in modem:
+                m.Pin(modem["power_pin"], m.Pin.OUT, value=1)
+            uart = m.UART(modem["uart"], baudrate=modem["baud"], tx=modem["tx"], rx=modem["rx"], rxbuf=2048)
+            return network.PPP(uart)
+        return make
+
     def watchdog(self, timeout_ms):
         return self.machine.WDT(timeout=timeout_ms)
 

@@ -14,42 +14,18 @@ import tempfile
 
 from . import paths
 
-CACHE = os.path.join(paths.ROOT, "build", "mpycache")
+import sys
+if paths.TOOLS not in sys.path:
+    sys.path.insert(0, paths.TOOLS)
+from mpbuild import CompileError, compile_tree as _compile_tree  # noqa: E402
 
 
-def compile_tree(src, name=None):
-    """Mirror src's .py files as .mpy under build/mpycache/<name>; return that folder.
 
-    Only files newer than their .mpy are compiled again. Files that are not
-    Python (JSON board files, certificates) are not copied: they stay where
-    they are and are read from there."""
-    name = name or os.path.relpath(src, paths.ROOT).replace(os.sep, "_")
-    dest = os.path.join(CACHE, name)
-    mpyc = paths.tool("mpy-cross")
-    for folder, dirs, files in os.walk(src):
-        dirs[:] = [d for d in dirs if d != "__pycache__"]
-        for fn in files:
-            if not fn.endswith(".py"):
-                continue
-            s = os.path.join(folder, fn)
-            rel = os.path.relpath(s, src)
-            d = os.path.join(dest, rel[:-3] + ".mpy")
-            if os.path.exists(d) and os.path.getmtime(d) >= os.path.getmtime(s):
-                continue
-            os.makedirs(os.path.dirname(d), exist_ok=True)
-            proc = subprocess.run([mpyc, "-s", os.path.relpath(s, paths.ROOT), "-o", d, s],
-                                  capture_output=True, text=True)
-            if proc.returncode != 0:
-                if os.path.exists(d):
-                    os.unlink(d)
-                raise MicroPythonError("mpy-cross rejected %s:\n%s" % (s, proc.stderr))
-    # Drop .mpy files whose source is gone, so a deleted module cannot linger.
-    for folder, dirs, files in os.walk(dest):
-        for fn in files:
-            rel = os.path.relpath(os.path.join(folder, fn), dest)
-            if fn.endswith(".mpy") and not os.path.exists(os.path.join(src, rel[:-4] + ".py")):
-                os.unlink(os.path.join(folder, fn))
-    return dest
+def compile_tree(src, name=None, only=None):
+    try:
+        return _compile_tree(src, name, only)
+    except CompileError as e:
+        raise MicroPythonError(str(e))
 
 
 class MicroPythonError(AssertionError):

@@ -1,0 +1,298 @@
+"""The roles' main loop: one cooperative loop of short steps.
+
+Each iteration reads the GPS UART, drains the door edges, turns fixes and
+crossings into records in the durable queue, and lets the link and the
+uplink do a bounded slice of work. Nothing in a step blocks for long; what
+must block (a reconnect, a TLS handshake, a large flash commit) waits until
+every door is closed (`doors.busy()`), because on an ESP32 pin callbacks
+cannot run inside a blocking call. The watchdog is fed only at the end of a
+complete iteration, so a hung step resets the board.
+"""
+
+import gc
+import time
+
+from dqueue import DurableQueue
+from transit import VERSION, records as R
+from transit import config as _config
+from transit.commands import Commands
+from transit.health import Health, queue_source
+from transit.link import Link
+from transit.uplink import Uplink
+
+LOOP_MS = 20  # idle sleep per iteration: pin callbacks run during it
+HEALTHY_AFTER_MS = 60000  # this long in the loop clears the crash counter
+QUEUE_DIR = "data"
+BIG_COMMIT_BYTES = 4096  # a commit larger than one flash block waits for closed doors
+
+_config.register_group("queue", {"commit_ms": (1000, 600000), "commit_records": (1, 1024),
+                                 "budget_kib": (64, 4096)})
+
+
+class App:
+    """What both roles share: queue, link, uplink, commands, health, watchdog."""
+
+    def __init__(self, cfg, board, state, wlan=None, ppp_factory=None):
+        self.cfg = cfg
+        self.board = board
+        self.state = state
+        self.role = cfg["role"]
+        self.running = True
+        self.loops = 0
+        self.errors = 0
+        self.t_start = time.ticks_ms()
+        self.healthy_marked = False
+        qs = cfg.group("queue")
+        _mkdir(QUEUE_DIR)
+        self.queue = DurableQueue(QUEUE_DIR + "/q", budget_bytes=qs.get("budget_kib", 512) * 1024,
+                                  commit_ms=qs.get("commit_ms", 30000), commit_records=qs.get("commit_records", 64),
+                                  priority_types=R.PRIORITY_TYPES)
+        self.health = Health(cfg["device_id"], board.reset_cause())
+        self.link = Link(cfg["networks"], cfg.wifi_key, wlan=wlan, ppp_factory=ppp_factory)
+        self.commands = Commands(cfg, cfg["device_id"], {"reboot": self.reboot, "flush": self.flush,
+                                                          "reset_load": self.reset_load})
+        self.uplink = Uplink(cfg, self.queue, commands=self.commands, status_doc=self.health.document,
+                             link=self.link)
+        self.health.register("queue", queue_source(self.queue))
+        self.health.register("link", self.link.status)
+        self.health.register("uplink", self.uplink.status)
+        self.health.register("loop", self.loop_status)
+        self.health.register("boot", lambda: {"boots": state.boots, "last_error": state.last_error})
+        self.wdt = None
+
+    # --- hooks for commands ------------------------------------------
+    def reboot(self):
+        self.uplink.close()
+        self.queue.commit()
+        self.board.reset()
+
+    def flush(self):
+        self.queue.commit()
+        self.uplink.flush_now()
+
+    def reset_load(self):
+        return None
+
+    # --- recording -----------------------------------------------------
+    def record(self, rtype, payload, ts, flags):
+        """Append to the queue first, then tell the uplink (live first)."""
+        try:
+            seq = self.queue.append(rtype, payload, ts, flags)
+        except OSError as e:  # the queue counts its own I/O errors; the loop goes on
+            self.errors += 1
+            print("queue append failed:", e)
+            return None
+        self.uplink.offer_live(rtype, seq, ts, flags, payload)
+        return seq
+
+    def busy(self):
+        return False
+
+    def loop_status(self):
+        return {"loops": self.loops, "errors": self.errors}
+
+    # --- the loop --------------------------------------------------------
+    def step(self):
+        """One iteration; returns False to stop the loop (tests, simulator)."""
+        busy = self.busy()
+        if not busy or self.queue.pending_bytes() < BIG_COMMIT_BYTES:
+            self.queue.poll()
+        self.link.step(not busy)
+        self.uplink.step(not busy)
+        self.loops += 1
+        if not self.healthy_marked and time.ticks_diff(time.ticks_ms(), self.t_start) > HEALTHY_AFTER_MS:
+            self.healthy_marked = True
+            self.state.healthy()
+        return self.running
+
+    def run(self, loop_ms=LOOP_MS, max_loops=None):
+        if self.wdt is None:
+            self.wdt = self.board.watchdog(self.cfg["watchdog_ms"])
+        n = 0
+        while self.running and (max_loops is None or n < max_loops):
+            self.step()
+            self.wdt.feed()  # only after a complete iteration
+            n += 1
+            time.sleep_ms(loop_ms)
+            if n % 50 == 0:
+                gc.collect()  # small, regular collections instead of one long pause
+
+
+class BusApp(App):
+    """GPS -> track -> queue; doors -> stop visits -> queue; geofences; uplink."""
+
+    def __init__(self, cfg, board, state, **kw):
+        App.__init__(self, cfg, board, state, **kw)
+        from nmea import NmeaReader
+        from transit.doors import Doors
+        from transit.geofence import Geofences, parse_zones, KIND_DEPOT, KIND_TERMINUS, ENTER
+        from transit.gpsclock import GpsClock
+        from transit.stops import StopVisits, RESET_TERMINUS, RESET_DEPOT, RESET_IGNITION, RESET_COMMAND
+        from transit import track as T
+        self.T = T
+        self._reasons = (RESET_TERMINUS, RESET_DEPOT, RESET_IGNITION, RESET_COMMAND)
+        self._kinds = (KIND_DEPOT, KIND_TERMINUS, ENTER)
+        self.reader = NmeaReader(board.gps_uart())
+        self.clock = GpsClock(rtc=board.rtc())
+        self.track = T.Track(cfg.group("track") or None)
+        self.doors = Doors(board.door_pins(), cfg.group("counting") or None)
+        counting = {"seats": cfg["bus.capacity_seated"], "standing": cfg["bus.capacity_standing"]}
+        self.stops = StopVisits(self.doors, self.position, counting, boot_no=state.boots)
+        self.fences = Geofences(parse_zones(cfg.get("geofences")))
+        self._fence_events = []
+        self.ignition = board.ignition_on()
+        self.last_fix_ms = None
+        self.health.register("gps", lambda: dict(self.reader.stats))
+        self.health.register("doors", self.doors.health)
+        self.health.register("load", lambda: {"load": self.stops.load, "occ": self.stops.occupancy(),
+                                              "clamps": self.stops.clamps})
+        ble = board.ble()
+        if ble is not None:
+            from transit.roster import advertise
+            advertise(ble, cfg["device_id"])
+
+    def busy(self):
+        return self.doors.busy()
+
+    def reset_load(self):
+        self.stops.reset_load(self._reasons[3])
+        self.event(R.EV_LOAD_RESET, 3)
+
+    def position(self):
+        """(lat_e6, lon_e6, odometer_m, unix_s, time_known) for stop visits, or None."""
+        t = self.track
+        if not t.has_pos:
+            return None
+        return (t.lat_e6, t.lon_e6, t.odometer_m, self.clock.unix_now(), self.clock.time_known())
+
+    def stamp(self):
+        """(ts, flags) for a record made now."""
+        if self.clock.time_known():
+            return self.clock.unix_now(), 0
+        return time.ticks_ms() // 1000, R.FLAG_TIME_UNKNOWN
+
+    def event(self, kind, index=0, value=0):
+        ts, flags = self.stamp()
+        t = self.track
+        self.record(R.EVENT, R.pack_event(kind, index, value, t.lat_e6 if t.has_pos else 0,
+                                          t.lon_e6 if t.has_pos else 0), ts, flags)
+
+    def position_record(self, fix, reason):
+        t = self.track
+        ts, flags = self.stamp()
+        payload = R.pack_position(t.lat_e6, t.lon_e6, max(t.speed_cmps, 0), max(t.course_ddeg, 0), t.alt_dm,
+                                  fix.sats_used if fix else 0, fix.hdop_x10 if fix else 0, reason, t.odometer_m)
+        self.record(R.POS, payload, ts, flags)
+
+    def step(self):
+        now = time.ticks_ms()
+        fix = self.reader.step()
+        if fix is not None:
+            self.clock.from_fix(fix)
+            reason = self.track.update(fix, now)
+            if reason:
+                self.position_record(fix, reason)
+            if self.track.has_pos and fix.valid:
+                self._geofences()
+        self.doors.step()
+        was_open = self.stops.visit is not None
+        self.stops.step(now)
+        if self.stops.visit is not None and not was_open:
+            r = self.track.event(self.T.REASON_STOP_START, now)
+            if r:
+                self.position_record(None, r)
+        while True:
+            v = self.stops.pop()
+            if v is None:
+                break
+            self._stop_record(v)
+            r = self.track.event(self.T.REASON_STOP_END, now)
+            if r:
+                self.position_record(None, r)
+        self._ignition(now)
+        return App.step(self)
+
+    def _stop_record(self, v):
+        flags = 0 if v.time_known else R.FLAG_TIME_UNKNOWN
+        payload = R.pack_stop(v.visit_id, v.t_open_unix, v.t_close_unix, v.lat_e6, v.lon_e6, v.odometer_m,
+                              v.dwell_s, v.load_departure, v.occupancy_status, v.quality,
+                              [(d[0], d[1]) for d in v.doors])
+        self.record(R.STOP, payload, v.t_close_unix, flags)
+
+    def _geofences(self):
+        out = self._fence_events
+        out[:] = []
+        if not self.fences.update(self.track.lat_e6, self.track.lon_e6, out):
+            return
+        depot, terminus, enter = self._kinds
+        for kind, zone in out:
+            self.event(R.EV_GEOFENCE_ENTER if kind == enter else R.EV_GEOFENCE_EXIT, zone[0], zone[1])
+            if kind == enter and zone[1] in (depot, terminus):
+                self.stops.reset_load(self._reasons[0] if zone[1] == terminus else self._reasons[1])
+
+    def _ignition(self, now):
+        on = self.board.ignition_on()
+        if on == self.ignition:
+            return
+        self.ignition = on
+        self.event(R.EV_IGNITION_ON if on else R.EV_IGNITION_OFF)
+        r = self.track.event(self.T.REASON_IGNITION_ON if on else self.T.REASON_IGNITION_OFF, now)
+        if r:
+            self.position_record(None, r)
+        if not on:
+            self.stops.reset_load(self._reasons[2])
+
+
+class DepotApp(App):
+    """Gate counters -> periodic count records; yard roster; uplink."""
+
+    def __init__(self, cfg, board, state, **kw):
+        App.__init__(self, cfg, board, state, **kw)
+        from transit.gates import Gates
+        from transit.roster import Roster, BleScanner
+        from transit.health import unix_now
+        self.unix_now = unix_now
+        self.gates = Gates(board.door_pins("gates"), cfg.group("counting") or None)
+        self.roster = Roster(cfg.group("roster") or None)
+        ble = board.ble()
+        self.scanner = BleScanner(ble, self.roster, cfg.group("roster") or None) if ble is not None else None
+        self.health.register("gates", self.gates.health)
+        self.health.register("yard", lambda: {"buses": len(self.roster.last_seen)})
+
+    def busy(self):
+        return self.gates.busy()
+
+    def step(self):
+        self.gates.step(self.unix_now())
+        while True:
+            c = self.gates.pop()
+            if c is None:
+                break
+            self.record(R.COUNT, R.pack_count(c.period_start_unix, c.period_s, c.flags, c.gates), c.period_end_unix, 0)
+        if self.scanner is not None:
+            self.scanner.step()
+        while True:
+            r = self.roster.pop()
+            if r is None:
+                break
+            self.record(R.ROSTER, R.pack_roster(r[0], r[1], r[2], r[3]), self.unix_now(), 0)
+        return App.step(self)
+
+
+def _mkdir(path):
+    import os
+    try:
+        os.mkdir(path)
+    except OSError:
+        pass  # exists already (EEXIST); any other problem shows when the queue opens it
+
+
+def build(cfg, board, state, **kw):
+    return (BusApp if cfg["role"] == "bus" else DepotApp)(cfg, board, state, **kw)
+
+
+def run(cfg, board, state):
+    """Entry point from transit.startup: build the role and loop forever."""
+    app = build(cfg, board, state, wlan=board.wlan(), ppp_factory=board.ppp_factory())
+    print("transit %s: %s %s on %s" % (VERSION, cfg["role"], cfg["device_id"], board.name))
+    app.run()

@@ -1,0 +1,219 @@
+#!/usr/bin/env python3
+"""Broker-side listener: a live fleet table, or every record as JSON lines / CSV.
+
+    .venv/bin/python tools/listen.py --host mqtt.example --port 8883 --ca ca.crt \
+        --user ops --password-file ops.pw [--jsonl out.jsonl] [--csv out.csv] [--seconds N]
+
+Every message is validated against the telemetry schema (docs/schema);
+records are de-duplicated by device and sequence number, and a vehicle is
+moved only by live positions, never by backlog, so the table never shows a
+bus going backwards. Invalid messages are counted and shown, never fatal.
+"""
+
+import argparse
+import csv
+import json
+import os
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import telemetry  # noqa: E402
+from transit import schema  # noqa: E402
+
+OCCUPANCY = {0: "empty", 1: "many seats", 2: "few seats", 3: "standing", 4: "crushed", 5: "full", 7: "no data"}
+CSV_FIELDS = ("device", "kind", "seq", "ts", "lat", "lon", "speed_kmh", "stop_id", "boardings", "alightings",
+              "load", "detail")
+
+
+class Vehicle:
+    def __init__(self, device_id, role):
+        self.device_id = device_id
+        self.role = role
+        self.stream = telemetry.Stream()
+        self.pos = None  # newest live position record
+        self.pos_ts = 0
+        self.load = None
+        self.occupancy = None
+        self.visits = 0
+        self.boardings = 0
+        self.alightings = 0
+        self.last_visit = None
+        self.status = None
+        self.online = None
+        self.last_seen = 0.0
+        self.counts = [0, 0]
+        self.yard = set()
+
+
+class Fleet:
+    """The broker's view of every device, rebuilt from messages."""
+
+    def __init__(self, on_record=None):
+        self.vehicles = {}
+        self.invalid = 0
+        self.last_error = ""
+        self.on_record = on_record
+        self.lock = threading.Lock()
+
+    def feed(self, topic, payload):
+        try:
+            _, role, device_id, kind = schema.parse_topic(topic)
+        except ValueError:
+            return
+        with self.lock:
+            v = self.vehicles.get(device_id)
+            if v is None:
+                v = self.vehicles[device_id] = Vehicle(device_id, role)
+            v.last_seen = time.time()
+            before = set(v.stream.records)
+            try:
+                v.stream.feed(topic, payload)
+            except Exception as e:  # jsonschema.ValidationError, ValueError: count and show, keep going
+                self.invalid += 1
+                self.last_error = "%s: %s" % (topic, str(e).splitlines()[0][:120])
+                return
+            if kind == "status":
+                v.status = v.stream.status
+                v.online = v.status.get("on")
+                return
+            if kind == "pos":
+                doc = json.loads(payload)
+                recs = schema.decode_batch(schema.TYPE_OF_KIND[kind], doc)
+                if not doc.get("bl") and recs and recs[-1]["ts"] >= v.pos_ts:
+                    v.pos = recs[-1]
+                    v.pos_ts = recs[-1]["ts"]
+            for seq in sorted(set(v.stream.records) - before):
+                k, rec = v.stream.records[seq]
+                self._apply(v, k, rec)
+                if self.on_record:
+                    self.on_record(v, k, rec)
+
+    def _apply(self, v, kind, rec):
+        if kind == "stop":
+            v.visits += 1
+            b = sum(d[0] for d in rec["dr"])
+            a = sum(d[1] for d in rec["dr"])
+            v.boardings += b
+            v.alightings += a
+            if v.last_visit is None or rec["tc"] >= v.last_visit["tc"]:
+                v.last_visit = rec
+                v.load = rec["ld"]
+                v.occupancy = rec["oc"]
+        elif kind == "count":
+            for i, o in rec["g"]:
+                v.counts[0] += i
+                v.counts[1] += o
+        elif kind == "roster":
+            (v.yard.add if rec["k"] == 1 else v.yard.discard)(rec["bus"])
+
+    def table(self):
+        """Lines of the live fleet table."""
+        rows = ["%-12s %-6s %-22s %6s %5s %-11s %6s %9s %6s %s" % (
+            "device", "state", "position", "km/h", "load", "occupancy", "visits", "on/off", "queue", "link")]
+        with self.lock:
+            for dev in sorted(self.vehicles):
+                v = self.vehicles[dev]
+                st = v.status or {}
+                q = (st.get("queue") or {}).get("depth", "")
+                link = st.get("link") or {}
+                state = "online" if v.online else ("offline" if v.online is False else "?")
+                if v.role == "depot":
+                    pos = "gates in %d out %d" % tuple(v.counts)
+                    rows.append("%-12s %-6s %-22s %6s %5s %-11s %6s %9s %6s %s" % (
+                        dev, state, pos, "", "", "yard %d" % len(v.yard), "", "", q, link.get("type", "")))
+                    continue
+                if v.pos:
+                    pos = "%.5f,%.5f" % (v.pos["lat_e6"] / 1e6, v.pos["lon_e6"] / 1e6)
+                    kmh = "%.0f" % (v.pos["speed_cmps"] * 0.036)
+                else:
+                    pos, kmh = "-", ""
+                rows.append("%-12s %-6s %-22s %6s %5s %-11s %6d %4d/%-4d %6s %s" % (
+                    dev, state, pos, kmh, "" if v.load is None else v.load, OCCUPANCY.get(v.occupancy, ""),
+                    v.visits, v.boardings, v.alightings, q, link.get("type", "")))
+        if self.invalid:
+            rows.append("invalid messages: %d (last: %s)" % (self.invalid, self.last_error))
+        return rows
+
+
+def record_row(v, kind, rec):
+    """One flat dict per record, for JSON lines and CSV."""
+    row = {"device": v.device_id, "kind": kind, "seq": rec["seq"], "ts": rec["ts"]}
+    if kind == "pos":
+        row.update(lat=rec["lat_e6"] / 1e6, lon=rec["lon_e6"] / 1e6, speed_kmh=round(rec["speed_cmps"] * 0.036, 1))
+    elif kind == "stop":
+        row.update(lat=rec["la"] / 1e6, lon=rec["lo"] / 1e6, stop_id=rec["id"], load=rec["ld"],
+                   boardings=sum(d[0] for d in rec["dr"]), alightings=sum(d[1] for d in rec["dr"]))
+    else:
+        row["detail"] = json.dumps({k: rec[k] for k in rec if k not in ("seq", "ts", "flags")})
+    return row
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=1883)
+    ap.add_argument("--root", default="phs", help="topic root (default phs)")
+    ap.add_argument("--user")
+    ap.add_argument("--password-file", help="file holding the password (never typed on the command line)")
+    ap.add_argument("--ca", help="CA certificate (PEM) to verify the broker; enables TLS")
+    ap.add_argument("--jsonl", help="append every record as a JSON line to this file")
+    ap.add_argument("--csv", help="write every record as a CSV row to this file")
+    ap.add_argument("--seconds", type=float, default=0, help="stop after this long (default: run until Ctrl-C)")
+    ap.add_argument("--every", type=float, default=2.0, help="seconds between table refreshes")
+    ap.add_argument("--quiet", action="store_true", help="no table, only files")
+    args = ap.parse_args(argv)
+
+    import paho.mqtt.client as mqtt
+
+    jf = open(args.jsonl, "a") if args.jsonl else None
+    cf = open(args.csv, "w", newline="") if args.csv else None
+    cw = csv.DictWriter(cf, CSV_FIELDS) if cf else None
+    if cw:
+        cw.writeheader()
+
+    def on_record(v, kind, rec):
+        row = record_row(v, kind, rec)
+        if jf:
+            jf.write(json.dumps(row) + "\n")
+            jf.flush()
+        if cw:
+            cw.writerow(row)
+            cf.flush()
+
+    fleet = Fleet(on_record)
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="phs-listener-%d" % os.getpid())
+    if args.user:
+        pw = open(args.password_file).read().strip() if args.password_file else None
+        client.username_pw_set(args.user, pw)
+    if args.ca:
+        client.tls_set(ca_certs=args.ca)
+    client.on_connect = lambda c, u, f, rc, p=None: c.subscribe(args.root + "/#", qos=1)
+    client.on_message = lambda c, u, m: fleet.feed(m.topic, bytes(m.payload))
+    try:
+        client.connect(args.host, args.port, keepalive=30)
+    except OSError as e:
+        print("listen: cannot reach the broker at %s:%d: %s" % (args.host, args.port, e), file=sys.stderr)
+        return 2
+    client.loop_start()
+    t_end = time.time() + args.seconds if args.seconds else None
+    try:
+        while t_end is None or time.time() < t_end:
+            time.sleep(args.every)
+            if not args.quiet:
+                print("\n".join([time.strftime("%H:%M:%S")] + fleet.table()), flush=True)
+    except KeyboardInterrupt:
+        pass
+    client.loop_stop()
+    client.disconnect()
+    for f in (jf, cf):
+        if f:
+            f.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,251 @@
+#!/usr/bin/env python3
+"""`make sim`: a simulated bus on a Phitsanulok route, publishing to Mosquitto.
+
+Starts a private Mosquitto on loopback (or uses --broker HOST:PORT), lays out
+a board filesystem in build/sim/<device>/, and runs the real bus firmware
+under the MicroPython unix port on the simulated board (tools/simbus.py):
+1 Hz NMEA along the route with noise and a GPS signal loss, passengers
+boarding and alighting through the door beams at every stop. In the middle
+of the run the broker goes away for a few stops and comes back. A live
+table shows what the broker receives; at the end the broker's view is
+checked against the generated passengers.
+
+    make sim                                  # whole route, 20x real time
+    make sim SIM_ARGS="--accel 0 --stops 4"   # as fast as possible, first 4 stops
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+
+from localbroker import Broker  # noqa: E402
+from listen import Fleet  # noqa: E402
+from mpbuild import compile_tree  # noqa: E402
+
+ROUTE = os.path.join(HERE, "routes", "phitsanulok_line1.json")
+SIM_FILES = ("simbus.py", "simgps.py", "passenger_gen.py")
+
+
+def micropython():
+    cand = os.path.join(ROOT, ".venv", "bin", "micropython")
+    return cand if os.path.exists(cand) else shutil.which("micropython")
+
+
+def layout(folder, device_id, host, port, route, uplink=None):
+    """A board filesystem: device.json, secrets.json, boards/sim.json."""
+    if os.path.isdir(folder):
+        shutil.rmtree(folder)
+    os.makedirs(os.path.join(folder, "boards"))
+    shutil.copy(os.path.join(ROOT, "boards", "sim.json"), os.path.join(folder, "boards", "sim.json"))
+    with open(route) as f:
+        fences = json.load(f).get("geofences", [])
+    device = {"device_id": device_id, "role": "bus", "board": "sim", "topic_root": "phs",
+              "broker": {"host": host, "port": port, "tls": False, "keepalive_s": 30},
+              "networks": [{"ssid": "phs-sim"}],
+              "bus": {"plate": "10-7777", "route": "1"},
+              "geofences": [{"id": g["id"], "kind": g["kind"], "at": g["at"], "radius_m": g["radius_m"]}
+                            for g in fences],
+              "uplink": uplink or {"batch_s": 10, "ack_ms": 3000, "connect_ms": 3000,
+                                   "backoff_min_ms": 1000, "backoff_max_ms": 15000}}
+    with open(os.path.join(folder, "device.json"), "w") as f:
+        json.dump(device, f, indent=1)
+    with open(os.path.join(folder, "secrets.json"), "w") as f:
+        json.dump({"wifi": {"phs-sim": "sim-wifi-key"}, "mqtt_password": ""}, f)
+
+
+def import_path():
+    parts = [compile_tree(os.path.join(ROOT, "tools"), "sim", only=SIM_FILES)]
+    for p in (os.path.join(ROOT, "host_tests", "fakes"), os.path.join(ROOT, "firmware"), os.path.join(ROOT, "lib"),
+              os.path.join(ROOT, "build", "mpylib")):
+        parts.append(compile_tree(p))
+    return ":".join(parts + [".frozen"])
+
+
+class Run:
+    """One simulator run; usable from tests (returns the broker's view)."""
+
+    def __init__(self, args, broker=None, out=sys.stdout):
+        self.args = args
+        self.out = out
+        self.broker = broker
+        self.fleet = Fleet()
+        self.truth = None
+        self.lines = []
+        self.outage = []  # (event, stop number, wall time)
+
+    def say(self, text):
+        if self.out:
+            print(text, file=self.out, flush=True)
+
+    def start_listener(self):
+        import paho.mqtt.client as mqtt
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="phs-sim-listener")
+        c.on_connect = lambda c, u, f, rc, p=None: c.subscribe("phs/#", qos=1)
+        c.on_message = lambda c, u, m: self.fleet.feed(m.topic, bytes(m.payload))
+        c.reconnect_delay_set(0.2, 1)
+        c.connect(self.broker.host, self.broker.port, keepalive=10)
+        c.loop_start()
+        self.listener = c
+
+    def run(self):
+        a = self.args
+        folder = os.path.join(ROOT, "build", "sim", a.device)
+        layout(folder, a.device, self.broker.host, self.broker.port, a.route)
+        scenario = {"route": a.route, "seed": a.seed, "accel": a.accel, "stops": a.stops, "laps": a.laps,
+                    "gps_loss": [a.gps_loss_at, a.gps_loss_at + 30] if a.gps_loss_at >= 0 else None,
+                    "profile": a.profile, "drain_s": a.drain_s, "busy": a.busy}
+        with open(os.path.join(folder, "scenario.json"), "w") as f:
+            json.dump(scenario, f)
+        self.start_listener()
+        env = dict(os.environ, MICROPYPATH=import_path())
+        cmd = [micropython(), "-X", "heapsize=" + a.heap, os.path.join(HERE, "simbus.py"), "scenario.json"]
+        self.say("sim: %s driving %s (%s), %s" % (a.device, os.path.basename(a.route),
+                                                   "%sx real time" % a.accel if a.accel else "as fast as possible",
+                                                   "broker %s:%d" % (self.broker.host, self.broker.port)))
+        proc = subprocess.Popen(cmd, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, bufsize=1)
+        stop_table = threading.Event()
+        if a.table:
+            threading.Thread(target=self._table, args=(stop_table,), daemon=True).start()
+        for line in proc.stdout:
+            line = line.rstrip("\n")
+            self.lines.append(line)
+            if line.startswith("SIM stop "):
+                n = int(line.split()[2])
+                self.say("sim: " + line[4:])
+                self._outage(n)
+            elif line.startswith("SIM truth "):
+                self.truth = json.loads(line[len("SIM truth "):])
+            elif line.startswith("SIM "):
+                if a.verbose:
+                    self.say(line)
+            else:
+                self.say("firmware: " + line)
+        rc = proc.wait()
+        stop_table.set()
+        time.sleep(1.0)  # let the last messages reach the listener
+        self.listener.loop_stop()
+        self.listener.disconnect()
+        return rc
+
+    def _outage(self, n):
+        a = self.args
+        if a.outage_after and n == a.outage_after and self.broker.running:
+            self.broker.stop()
+            self.outage.append(("down", n, time.time()))
+            self.say("sim: *** broker DOWN after stop %d (the bus keeps recording) ***" % n)
+        elif a.outage_after and n == a.outage_after + a.outage_stops and not self.broker.running:
+            self.broker.start()
+            self.outage.append(("up", n, time.time()))
+            self.say("sim: *** broker UP again at stop %d: backlog drains ***" % n)
+
+    def _table(self, stop):
+        while not stop.wait(self.args.every):
+            self.say("\n".join(["-- broker view %s --" % time.strftime("%H:%M:%S")] + self.fleet.table()))
+
+    def check(self):
+        """Compare the broker's view with the generated truth; return problems."""
+        problems = []
+        if self.truth is None:
+            return ["the simulated bus did not finish (no truth line)"]
+        v = self.fleet.vehicles.get(self.args.device)
+        if v is None:
+            return ["the broker received nothing from " + self.args.device]
+        visits = [r for k, r in v.stream.records.values() if k == "stop"]
+        truth = self.truth["stops"]
+        if len(visits) != len(truth):
+            problems.append("stop visits: broker has %d, the bus served %d" % (len(visits), len(truth)))
+        tin = sum(s[1] for s in truth)
+        tout = sum(s[2] for s in truth)
+        tol = max(1, (tin + tout) * 2 // 100)
+        if abs(v.boardings - tin) + abs(v.alightings - tout) > tol:
+            problems.append("passengers: broker counted %d on / %d off, truth %d / %d" % (
+                v.boardings, v.alightings, tin, tout))
+        seqs = sorted(v.stream.records)
+        if self.truth.get("depth"):
+            problems.append("%d records still queued on the bus at the end" % self.truth["depth"])
+        if not seqs:
+            problems.append("no records at all")
+        return problems
+
+    def summary(self):
+        v = self.fleet.vehicles.get(self.args.device)
+        t = self.truth or {}
+        if v is None:
+            return "sim: nothing received"
+        pos = sum(1 for k, _ in v.stream.records.values() if k == "pos")
+        return ("sim: done. %d s of driving, %d stop visits, %d positions, %d duplicate records removed, "
+                "boardings %d (truth %d), alightings %d (truth %d), peak heap %s bytes"
+                % (t.get("seconds", 0), v.visits, pos, v.stream.duplicates, v.boardings,
+                   sum(s[1] for s in t.get("stops", [])), v.alightings, sum(s[2] for s in t.get("stops", [])),
+                   t.get("peak_heap")))
+
+
+def parse(argv=None):
+    ap = argparse.ArgumentParser(description="Simulated Phitsanulok bus publishing to a local broker")
+    ap.add_argument("--broker", help="HOST:PORT of an existing broker (default: start a private Mosquitto)")
+    ap.add_argument("--device", default="bus-sim01")
+    ap.add_argument("--route", default=ROUTE)
+    ap.add_argument("--accel", type=float, default=20, help="times real time; 0 = as fast as possible (default 20)")
+    ap.add_argument("--stops", type=int, default=0, help="only the first N stops (default: the whole route)")
+    ap.add_argument("--laps", type=int, default=1, help="drive the route back and forth N times")
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--busy", type=int, default=1, help="passenger volume factor (1 = normal)")
+    ap.add_argument("--profile", choices=("clean", "noisy"), default="clean", help="beam signal quality")
+    ap.add_argument("--outage-after", type=int, default=3, help="stop the broker after this stop (0 = never)")
+    ap.add_argument("--outage-stops", type=int, default=2, help="bring it back this many stops later")
+    ap.add_argument("--gps-loss-at", type=int, default=150, help="second of a 30 s GPS signal loss (-1 = none)")
+    ap.add_argument("--drain-s", type=int, default=600, help="virtual seconds to wait for the queue to drain")
+    ap.add_argument("--heap", default="512K", help="MicroPython heap (-X heapsize)")
+    ap.add_argument("--every", type=float, default=3.0, help="seconds between live table refreshes")
+    ap.add_argument("--no-table", dest="table", action="store_false")
+    ap.add_argument("--verbose", action="store_true")
+    return ap.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse(argv)
+    own = None
+    if args.broker:
+        host, _, port = args.broker.rpartition(":")
+
+        class External:
+            running = True
+
+            def stop(self):
+                print("sim: (an external broker is not stopped; no outage)")
+
+            def start(self):
+                pass
+        broker = External()
+        broker.host, broker.port = host or "127.0.0.1", int(port)
+        args.outage_after = 0
+    else:
+        own = broker = Broker(os.path.join(ROOT, "build", "sim", "broker")).start()
+    run = Run(args, broker)
+    try:
+        rc = run.run()
+    finally:
+        if own:
+            own.stop()
+    print("\n".join(run.fleet.table()))
+    print(run.summary())
+    problems = run.check()
+    for p in problems:
+        print("sim: PROBLEM: " + p)
+    if rc != 0:
+        print("sim: the firmware exited with status %d (see the lines above)" % rc)
+    return 1 if (problems or rc) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,220 @@
+"""The simulated bus: the real bus firmware on the unix port, on the simulated board.
+
+Runs under MicroPython (started by tools/sim.py or a test) in a folder laid
+out like a board's filesystem (device.json, secrets.json, boards/). It
+drives the route in virtual time: a clock listener feeds the GPS UART one
+second of NMEA at a time (tools/simgps.py), and at every stop opens the
+doors and lets generated passengers walk through the beams
+(tools/passenger_gen.py) while the firmware counts them. Ground truth and
+progress go to stdout as lines starting with "SIM ".
+
+    micropython simbus.py scenario.json
+scenario: {"route": path, "seed": n, "accel": 10 (0 = as fast as possible),
+           "stops": max stops or 0, "laps": n, "gps_loss": [from_s, to_s],
+           "start_unix": s, "profile": "clean"|"noisy", "drain_s": s}
+"""
+
+import json
+import sys
+
+import fakeclock
+import machine
+import network
+import passenger_gen as pg
+from fakeclock import CLOCK
+from simgps import Drive
+
+SSID = "phs-sim"
+WIFI_KEY = "sim-wifi-key"
+DOOR_OPEN_DELAY_S = 2  # bus stops, then the doors open
+WALK_START_S = 1  # first passenger reaches the beams after the doors open
+CLOSE_AFTER_S = 2  # doors close after the last passenger
+LEAVE_AFTER_S = 2  # the bus moves off after the doors closed
+
+
+def say(*parts):
+    print("SIM", " ".join(str(p) for p in parts))
+
+
+def _nearest(waypoints, at):
+    best, bi = None, 0
+    for i, w in enumerate(waypoints):
+        d = abs(w[0] - at[0]) + abs(w[1] - at[1])
+        if best is None or d < best:
+            best, bi = d, i
+    return bi
+
+
+class StopPlan:
+    """Passengers of one stop, per door: edges relative to the first person."""
+
+    def __init__(self, sid, wp, doors):
+        self.sid = sid
+        self.wp = wp
+        self.doors = doors  # [(edges, true_in, true_out, end_us)]
+        walk_us = max([d[3] for d in doors] + [0])
+        self.dwell_s = DOOR_OPEN_DELAY_S + WALK_START_S + walk_us // 1000000 + 1 + CLOSE_AFTER_S + LEAVE_AFTER_S
+        self.true_in = sum(d[1] for d in doors)
+        self.true_out = sum(d[2] for d in doors)
+
+
+class Scenario:
+    def __init__(self, route, door_pins, seed=7, max_stops=0, laps=1, profile=pg.CLEAN, gps_loss=None,
+                 start_unix=1795766400, busy=1):
+        self.rng = pg.Rng(seed)
+        self.profile = profile
+        self.door_pins = door_pins
+        wps = [tuple(w) for w in route["waypoints"]]
+        stops = route["stops"]
+        if max_stops:
+            stops = stops[:max_stops]
+            last = _nearest(wps, stops[-1]["at"])
+            wps = wps[:last + 1]
+        # The first waypoint twice: a zero-length first leg lets the bus dwell at
+        # the first terminus (simgps dwells only on arriving at a waypoint).
+        self.waypoints = [wps[0]]
+        self.plans = []
+        load = 0
+        for lap in range(laps):
+            seq = wps if lap % 2 == 0 else list(reversed(wps))
+            lap_stops = stops if lap % 2 == 0 else list(reversed(stops))
+            base = len(self.waypoints) - (1 if lap else 0)
+            self.waypoints += seq if not lap else seq[1:]
+            for k, s in enumerate(lap_stops):
+                if lap and k == 0:
+                    continue  # the terminus where the last lap ended
+                wp = base + _nearest(seq, s["at"])
+                last_stop = k == len(lap_stops) - 1
+                n_out = load if last_stop else self.rng.between(0, load)
+                n_in = 0 if last_stop else self.rng.between(2, 6 + 6 * busy)
+                load += n_in - n_out
+                self.plans.append(self._plan(s["id"], wp, n_in, n_out))
+        self.by_wp = {}
+        for p in self.plans:
+            self.by_wp[p.wp] = p
+        outages = (tuple(gps_loss),) if gps_loss else ()
+        self.drive = Drive(self.waypoints, stops={p.wp: p.dwell_s for p in self.plans}, outages=outages,
+                           seed=seed, start_unix=start_unix, tail_s=5)
+        self.start_unix = start_unix
+        self.truth = []  # (stop id, true_in, true_out, t_open_unix)
+        self.done = False
+        self.seconds = 0
+        self.served = set()
+
+    def _plan(self, sid, wp, n_in, n_out):
+        n = len(self.door_pins)
+        doors = []
+        for d in range(n):
+            people = [pg.random_person(self.rng, pg.OUT, self.profile) for _ in range(n_out // n + (d < n_out % n))]
+            people += [pg.random_person(self.rng, pg.IN, self.profile) for _ in range(n_in // n + (d < n_in % n))]
+            edges, tin, tout, end = pg.door_edges(people, 0, self.rng, self.profile)
+            doors.append((edges, tin, tout, end))
+        return StopPlan(sid, wp, doors)
+
+    def start(self, uart):
+        self.uart = uart
+        self.epochs = self.drive.epochs()
+        self.t0_us = CLOCK.now_us()
+        self.next_us = self.t0_us
+        CLOCK.add_listener(self.on_clock)
+
+    def on_clock(self, now):
+        while not self.done and now >= self.next_us:
+            try:
+                truth, rep, data = next(self.epochs)
+            except StopIteration:
+                self.done = True
+                say("route-done", self.seconds)
+                return None
+            self.seconds += 1
+            self.uart.feed(data)
+            t, lat, lon, v, crs = truth
+            self._maybe_stop(t, lat, lon, v)
+            if t % 60 == 0:
+                say("t", t, lat, lon, v)
+            self.next_us += 1000000
+        return None if self.done else self.next_us
+
+    def _maybe_stop(self, t, lat, lon, v):
+        if v:
+            return
+        for p in self.plans:
+            if id(p) in self.served:
+                continue
+            w = self.waypoints[p.wp]
+            if w[0] == lat and w[1] == lon:
+                self.served.add(id(p))
+                self._serve(p, t)
+                return
+
+    def _serve(self, p, t):
+        now = CLOCK.now_us()
+        t_open = now + DOOR_OPEN_DELAY_S * 1000000
+        t_walk = t_open + WALK_START_S * 1000000
+        events = []
+        for (a, b, sw, low), (edges, tin, tout, end) in zip(self.door_pins, p.doors):
+            events.append((t_open, sw, 0 if low else 1))
+            for te, pin, level in pg.to_pins(edges, a, b, low):
+                events.append((t_walk + te, pin, level))
+        t_close = t_walk + max([d[3] for d in p.doors] + [0]) + CLOSE_AFTER_S * 1000000
+        for a, b, sw, low in self.door_pins:
+            events.append((t_close, sw, 1 if low else 0))
+        machine.inject_timeline(events)
+        self.truth.append((p.sid, p.true_in, p.true_out, self.start_unix + t + DOOR_OPEN_DELAY_S))
+        say("stop", len(self.truth), p.sid, "in", p.true_in, "out", p.true_out, "t", t)
+
+
+def main(path):
+    with open(path) as f:
+        sc = json.load(f)
+    with open(sc["route"]) as f:
+        route = json.load(f)
+    accel = sc.get("accel", 0)
+    CLOCK.set_virtual(0, utc_s=sc.get("start_unix", 1795766400), pace=(1.0 / accel) if accel else 0)
+    network.set_aps([{"ssid": SSID, "key": WIFI_KEY, "rssi": -61}])
+    import transit.startup
+    from transit import app as appmod
+
+    def run(cfg, board, state):
+        pins = [(d["beam_a"], d["beam_b"], d["switch"], d.get("active_low", True)) for d in board.desc["doors"]]
+        scen = Scenario(route, pins, seed=sc.get("seed", 7), max_stops=sc.get("stops", 0), laps=sc.get("laps", 1),
+                        profile=pg.NOISY if sc.get("profile") == "noisy" else pg.CLEAN, gps_loss=sc.get("gps_loss"),
+                        start_unix=sc.get("start_unix", 1795766400), busy=sc.get("busy", 1))
+        app = appmod.build(cfg, board, state, wlan=board.wlan())
+        say("start", cfg["device_id"], "stops", len(scen.plans), "waypoints", len(scen.waypoints))
+        scen.start(machine.UART(board.desc["gps"]["uart"]))
+        wdt = board.watchdog(cfg["watchdog_ms"])
+        drain_until = None
+        loops = 0
+        import gc
+        peak = 0
+        while True:
+            app.step()
+            wdt.feed()
+            CLOCK.sleep_ms(appmod.LOOP_MS)
+            loops += 1
+            if loops % 50 == 0:
+                gc.collect()
+                used = gc.mem_alloc()
+                if used > peak:
+                    peak = used
+            if loops % 500 == 0:
+                say("status", "depth", app.queue.depth(), "load", app.stops.load, "up", app.uplink.connected,
+                    "heap", gc.mem_free())
+            if scen.done:
+                if drain_until is None:
+                    app.uplink.flush_now()
+                    drain_until = CLOCK.now_us() + sc.get("drain_s", 600) * 1000000
+                if app.queue.depth() == 0 and not app.doors.busy() or CLOCK.now_us() > drain_until:
+                    break
+        app.queue.commit()
+        say("truth", json.dumps({"stops": scen.truth, "seconds": scen.seconds, "depth": app.queue.depth(),
+                                 "load": app.stops.load, "peak_heap": peak, "uplink": app.uplink.stats.get("msgs"),
+                                 "visits": app.stops.n}))
+        app.uplink.close()
+
+    transit.startup.main(run=run, board_dirs=("boards",))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

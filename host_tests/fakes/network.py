@@ -27,6 +27,8 @@ class _Radio:
         self.aps = {}  # ssid -> {"key", "rssi", "channel", "bssid", "up"}
         self.outages = []  # [(start_us, end_us)] when nothing is in reach
         self.connects = 0
+        self.cell_up = True  # PPP: the cellular network answers
+        self.ppp_connects = 0
 
     def in_reach(self, ssid, now):
         ap = self.aps.get(ssid)
@@ -169,3 +171,46 @@ class WLAN:
 
 def hostname(name=None):
     return "esp32" if name is None else None
+
+
+def set_cellular(up):
+    """PPP fake: whether the modem's network answers."""
+    _RADIO.cell_up = bool(up)
+
+
+class PPP:
+    """Fake `network.PPP(stream)` (MicroPython 1.24+): connect() returns at
+    once, the link comes up CONNECT_MS later if the cellular network answers."""
+
+    def __init__(self, stream=None):
+        self.stream = stream
+        self._active = False
+        self._since = None
+
+    def active(self, is_active=None):
+        if is_active is None:
+            return self._active
+        self._active = bool(is_active)
+        if not self._active:
+            self._since = None
+
+    def connect(self, authmode=0, username="", password=""):
+        if not self._active:
+            raise OSError("PPP not active")
+        self._since = CLOCK.now_us()
+        _RADIO.ppp_connects += 1
+
+    def disconnect(self):
+        self._since = None
+
+    def isconnected(self):
+        return (self._since is not None and _RADIO.cell_up
+                and CLOCK.now_us() - self._since >= CONNECT_MS * 1000)
+
+    def status(self):
+        return 1 if self.isconnected() else 0
+
+    def ifconfig(self, cfg=None):
+        if self.isconnected():
+            return ("100.64.3.7", "255.255.255.255", "100.64.0.1", "8.8.8.8")
+        return ("0.0.0.0", "0.0.0.0", "0.0.0.0", "0.0.0.0")

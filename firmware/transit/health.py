@@ -1,0 +1,81 @@
+"""The status document: who we are, how we are, from sources the app registers.
+
+Sources are callables returning small dicts of counters (uplink, queue,
+link, parser, counters); `document()` calls each and puts its dict under
+the source's name, next to identity, uptime, reset cause and free heap.
+A failing source is counted and reported, never allowed to stop the status.
+The uplink publishes the result retained on <root>/<role>/<id>/status.
+"""
+
+import gc
+import time
+
+from transit import schema
+
+try:
+    from transit import VERSION as FW_VERSION
+except ImportError:
+    FW_VERSION = "?"
+
+# machine.reset_cause() values on the ESP32 port
+RESET_NAMES = {1: "power_on", 2: "hard", 3: "watchdog", 4: "deepsleep", 5: "soft"}
+EPOCH_2000_S = 946684800
+
+
+def _mem_free():
+    fn = getattr(gc, "mem_free", None)  # MicroPython only
+    return fn() if fn is not None else -1
+
+
+def unix_now():
+    """Unix seconds whatever the port's epoch (the ESP32 counts from 2000)."""
+    t = int(time.time())  # float on the unix port
+    return t + EPOCH_2000_S if time.gmtime(0)[0] == 2000 else t
+
+
+class Health:
+    def __init__(self, device_id, reset_cause=None, ticks_ms=time.ticks_ms, utc_s=unix_now):
+        self.device_id = device_id
+        self.reset = RESET_NAMES.get(reset_cause, str(reset_cause)) if reset_cause is not None else "unknown"
+        self._ticks = ticks_ms
+        self._t0 = ticks_ms()
+        self._up_ms = 0
+        self._last = self._t0
+        self._utc = utc_s
+        self._sources = []
+        self.errors = 0  # sources that raised
+
+    def register(self, name, fn):
+        """fn() -> dict of counters, shown under `name` in the status."""
+        self._sources.append((name, fn))
+
+    def uptime_s(self):
+        # Accumulated in steps so it survives the 2**30 ms tick wrap (12.4 days).
+        now = self._ticks()
+        self._up_ms += time.ticks_diff(now, self._last)
+        self._last = now
+        return self._up_ms // 1000
+
+    def document(self):
+        doc = {"v": schema.VERSION, "d": self.device_id, "on": True, "t": self._utc(),
+               "fw": FW_VERSION, "up_s": self.uptime_s(), "rst": self.reset, "heap": _mem_free()}
+        for name, fn in self._sources:
+            try:
+                doc[name] = fn()
+            except Exception as e:  # counted and shown: a broken source must not stop the status
+                self.errors += 1
+                doc[name] = {"error": repr(e)}
+        doc["health_errors"] = self.errors
+        return doc
+
+
+def queue_source(q, utc_s=unix_now):
+    """Depth, age of the oldest record and error counters of a DurableQueue."""
+    def source():
+        oldest = q.oldest_ts()
+        st = q.stats
+        return {"depth": q.depth(), "age_s": (utc_s() - oldest) if oldest is not None else 0,
+                "last_seq": q.last_seq, "dropped": st.get("dropped_positions", 0) + st.get("dropped_priority", 0),
+                "crc_errors": st.get("crc_errors", 0), "io_errors": st.get("io_errors", 0),
+                "torn": st.get("torn_tails", 0)}
+    return source

@@ -1,0 +1,310 @@
+"""Telemetry schema v1: topics and the JSON wire form of record batches.
+
+Defined once here and used by the firmware, the host tools and the tests
+(docs/telemetry.md explains it; docs/schema/*.json validate it). Batches are
+written straight into a preallocated bytearray by `Writer`, so encoding a
+message allocates little more than the queue's own records. Positions go as
+columns of deltas (about 30 bytes per position); the rare priority records
+(stops, counts, events, roster) go as rows with short keys.
+"""
+
+import json
+
+try:
+    from micropython import const
+except ImportError:  # CPython (host tools)
+    def const(x):
+        return x
+
+from transit import records as R
+
+VERSION = const(1)
+
+# Topic leaves under <root>/<role>/<device_id>/
+KIND_POS = "pos"
+KIND_STOP = "stop"
+KIND_COUNT = "count"
+KIND_EVENT = "event"
+KIND_ROSTER = "roster"
+KIND_STATUS = "status"
+KIND_CMD = "cmd"
+KIND_ACK = "ack"
+ROLES = ("bus", "depot")
+KIND_OF_TYPE = {R.POS: KIND_POS, R.STOP: KIND_STOP, R.COUNT: KIND_COUNT, R.EVENT: KIND_EVENT,
+                R.ROSTER: KIND_ROSTER}
+TYPE_OF_KIND = {v: k for k, v in KIND_OF_TYPE.items()}
+
+# Position columns: (key, running sum?) in records.unpack_position order.
+# A running-sum column starts from 0, so its first entry is the absolute value.
+POS_COLUMNS = (("la", 1), ("lo", 1), ("sp", 0), ("co", 1), ("al", 1), ("sa", 0), ("hd", 0),
+               ("rs", 0), ("od", 1))
+POS_FIELDS = ("lat_e6", "lon_e6", "speed_cmps", "course_ddeg", "alt_dm", "sats", "hdop_x10",
+              "reason", "odometer_m")
+# Row keys per record type, in records.unpack_* order (the last of STOP and
+# COUNT is a list of [a, b] pairs).
+ROW_KEYS = {
+    R.STOP: ("id", "to", "tc", "la", "lo", "od", "dw", "ld", "oc", "qf", "dr"),
+    R.COUNT: ("ps", "pl", "cf", "g"),
+    R.EVENT: ("k", "i", "va", "la", "lo"),
+    R.ROSTER: ("k", "rs", "src", "bus"),
+}
+# The same keys as bytes, for writing without encoding them per message.
+_POS_KEYS_B = tuple((',"' + k + '":').encode() for k, _ in POS_COLUMNS)
+_ROW_KEYS_B = {t: tuple(k.encode() for k in ks) for t, ks in ROW_KEYS.items()}
+
+
+def topic(root, role, device_id, kind):
+    """'<root>/<role>/<device_id>/<kind>', e.g. 'phs/bus/bus-001/pos'."""
+    return "%s/%s/%s/%s" % (root, role, device_id, kind)
+
+
+def parse_topic(t):
+    """-> (root, role, device_id, kind); raises ValueError for a foreign topic."""
+    parts = t.split("/")
+    if len(parts) != 4 or parts[1] not in ROLES or not parts[2] or not parts[3]:
+        raise ValueError("not a telemetry topic: " + t)
+    return parts[0], parts[1], parts[2], parts[3]
+
+
+class Writer:
+    """Append JSON text into a preallocated bytearray; IndexError when full."""
+
+    def __init__(self, buf, pos=0, end=None):
+        self.buf = buf
+        self.pos = pos
+        self.end = len(buf) if end is None else end
+
+    def raw(self, data):
+        n = len(data)
+        p = self.pos
+        if p + n > self.end:
+            raise IndexError("message buffer full")
+        self.buf[p:p + n] = data
+        self.pos = p + n
+
+    def byte(self, c):
+        if self.pos >= self.end:
+            raise IndexError("message buffer full")
+        self.buf[self.pos] = c
+        self.pos += 1
+
+    def int(self, n):
+        """Decimal digits of n, written in place (no string per number)."""
+        b = self.buf
+        p = self.pos
+        if n < 0:
+            b[p] = 45  # '-'
+            p += 1
+            n = -n
+        d = 1
+        m = n
+        while m >= 10:
+            m //= 10
+            d += 1
+        e = p + d
+        if e > self.end:
+            raise IndexError("message buffer full")
+        self.pos = e
+        while True:
+            e -= 1
+            b[e] = 48 + n % 10
+            n //= 10
+            if not n:
+                break
+
+    def str(self, s):
+        self.raw(json.dumps(s).encode() if isinstance(s, str) else s)
+
+    def text(self):
+        return bytes(self.buf[:self.pos])
+
+
+def _header(w, device_id, rec0, backlog):
+    w.raw(b'{"v":1,"d":')
+    w.str(device_id)
+    w.raw(b',"s":')
+    w.int(rec0[0])
+    w.raw(b',"t":')
+    w.int(rec0[3])
+    if backlog:
+        w.raw(b',"bl":1')
+
+
+def encode_batch(w, device_id, rtype, recs, backlog=False):
+    """Write one message for recs, a list of queue tuples (seq, rtype, flags,
+    ts, payload) all of type rtype, oldest first."""
+    if not recs:
+        raise ValueError("empty batch")
+    _header(w, device_id, recs[0], backlog)
+    if rtype == R.POS:
+        _pos_columns(w, recs)
+    else:
+        _rows(w, rtype, recs)
+    w.byte(125)  # '}'
+
+
+def _same(vals, n):
+    v = vals[0]
+    for i in range(1, n):
+        if vals[i] != v:
+            return False
+    return True
+
+
+def _column(w, key, vals, n, running):
+    # A column whose values are all equal goes as one number (the value).
+    w.raw(key)
+    if _same(vals, n):
+        w.int(vals[0])
+        return
+    w.byte(91)
+    prev = 0
+    for i in range(n):
+        if i:
+            w.byte(44)
+        w.int(vals[i] - prev if running else vals[i])
+        prev = vals[i]
+    w.byte(93)
+
+
+def _pos_columns(w, recs):
+    n = len(recs)
+    w.raw(b',"n":')
+    w.int(n)
+    seq0 = recs[0][0]
+    if recs[n - 1][0] - seq0 != n - 1:  # not contiguous: seq deltas
+        w.raw(b',"q":[')
+        prev = seq0
+        for i in range(n):
+            if i:
+                w.byte(44)
+            w.int(recs[i][0] - prev)
+            prev = recs[i][0]
+        w.byte(93)
+    ts0 = recs[0][3]
+    step = recs[1][3] - ts0 if n > 1 else 0
+    regular = True
+    for i in range(n):
+        if recs[i][3] - ts0 != i * step:
+            regular = False
+            break
+    w.raw(b',"dt":')
+    if regular:  # evenly spaced: one number, the interval
+        w.int(step)
+    else:
+        w.byte(91)
+        prev = ts0
+        for i in range(n):
+            if i:
+                w.byte(44)
+            w.int(recs[i][3] - prev)
+            prev = recs[i][3]
+        w.byte(93)
+    rows = [R.unpack_position(r[4]) for r in recs]
+    col = [0] * n
+    for c in range(len(POS_COLUMNS)):
+        for i in range(n):
+            col[i] = rows[i][c]
+        _column(w, _POS_KEYS_B[c], col, n, POS_COLUMNS[c][1])
+    for i in range(n):
+        col[i] = recs[i][2]
+    if not (col[0] == 0 and _same(col, n)):
+        _column(w, b',"f":', col, n, 0)
+
+
+def _value(w, v):
+    if isinstance(v, int):
+        w.int(v)
+    elif isinstance(v, str):
+        w.str(v)
+    else:  # list of pairs
+        w.byte(91)
+        for i in range(len(v)):
+            if i:
+                w.byte(44)
+            w.byte(91)
+            w.int(v[i][0])
+            w.byte(44)
+            w.int(v[i][1])
+            w.byte(93)
+        w.byte(93)
+
+
+def _rows(w, rtype, recs):
+    keys = _ROW_KEYS_B[rtype]
+    w.raw(b',"r":[')
+    for i in range(len(recs)):
+        seq, _, flags, ts, payload = recs[i]
+        if i:
+            w.byte(44)
+        w.raw(b'{"q":')
+        w.int(seq)
+        w.raw(b',"t":')
+        w.int(ts)
+        if flags:
+            w.raw(b',"f":')
+            w.int(flags)
+        vals = R.unpack(rtype, payload)
+        for k in range(len(keys)):
+            w.raw(b',"')
+            w.raw(keys[k])
+            w.raw(b'":')
+            _value(w, vals[k])
+        w.byte(125)
+    w.byte(93)
+
+
+# --- small documents (built rarely, plain json) -------------------------
+
+
+def offline_doc(device_id):
+    """The last will: retained, marks the device offline."""
+    return json.dumps({"v": VERSION, "d": device_id, "on": False})
+
+
+def ack_doc(device_id, cmd_id, op, ok, result=None, error=None):
+    doc = {"v": VERSION, "d": device_id, "id": cmd_id, "op": op, "ok": ok}
+    if ok:
+        doc["r"] = result
+    else:
+        doc["err"] = error
+    return json.dumps(doc)
+
+
+# --- decoding (host tools and tests; not used on the board) -------------
+
+
+def decode_batch(rtype, doc):
+    """Expand a batch document into a list of record dicts with seq and ts."""
+    out = []
+    seq = doc["s"]
+    ts = doc["t"]
+    if rtype == R.POS:
+        dt = doc["dt"]
+        n = doc["n"]
+        q = doc.get("q")
+        sums = [0] * len(POS_COLUMNS)
+        for i in range(n):
+            seq = (seq + q[i]) if q else doc["s"] + i
+            ts = (ts + dt[i]) if isinstance(dt, list) else doc["t"] + i * dt
+            f = doc.get("f", 0)
+            rec = {"seq": seq, "ts": ts, "flags": f[i] if isinstance(f, list) else f}
+            for c in range(len(POS_COLUMNS)):
+                key, running = POS_COLUMNS[c]
+                v = doc[key]
+                if not isinstance(v, list):
+                    rec[POS_FIELDS[c]] = v
+                    continue
+                if running:
+                    sums[c] += v[i]
+                    rec[POS_FIELDS[c]] = sums[c]
+                else:
+                    rec[POS_FIELDS[c]] = v[i]
+            out.append(rec)
+        return out
+    for row in doc["r"]:
+        rec = {"seq": row["q"], "ts": row["t"], "flags": row.get("f", 0)}
+        for k in ROW_KEYS[rtype]:
+            rec[k] = row[k]
+        out.append(rec)
+    return out

@@ -1,0 +1,375 @@
+"""Uplink: drains the durable queue to the broker over umqtt.simple, never blocking.
+
+Call `step(may_block)` every loop iteration. Connecting (DNS, TCP, TLS
+handshake, CONNECT, SUBSCRIBE) happens only when may_block is True (no door
+open) and is bounded by `connect_ms`; every other step does non-blocking
+socket work only and builds at most one message. Queue batches go QoS 1 and
+are acknowledged in the queue only after every PUBACK of the batch arrived;
+a missing PUBACK after `ack_ms` drops the connection and the same records go
+again (same sequence numbers) after the reconnect, which backs off
+exponentially with jitter. Which records go next (live first, backlog
+behind) is transit/drain.py; the bounded socket/TLS stream is
+transit/mqttio.py; the wire format is transit/schema.py (docs/telemetry.md).
+
+Main loop: `offer_live(...)` after each queue append, `step(may_block)` each
+iteration, `status()` as a health source, `apply_setting` as the commands'
+on_set hook, `close()` before a planned reboot.
+"""
+
+import errno
+import json
+import random
+import time
+
+from umqtt.simple import MQTTClient, MQTTException
+
+from transit import config as _config
+from transit import schema
+from transit.drain import Drain, _HEADROOM
+from transit.mqttio import Conn, ConnectError, mqtt_connect, umqtt_info
+
+# Tuning group "uplink" (device.json "uplink": {...}); defaults below.
+RANGES = {"batch_s": (0, 600), "ack_ms": (100, 60000), "connect_ms": (200, 60000),
+          "backoff_min_ms": (50, 600000), "backoff_max_ms": (100, 3600000), "msg_records": (1, 64),
+          "verify": (0, 1)}
+DEFAULTS = {"batch_s": 30, "ack_ms": 10000, "connect_ms": 10000, "backoff_min_ms": 1000,
+            "backoff_max_ms": 300000, "msg_records": 40, "verify": 1}
+_config.register_group("uplink", RANGES)
+
+_MSG_BYTES = 4096  # largest message body; batches that do not fit are split
+_MAX_CMDS = 4
+_CONNACK_AUTH = (4, 5)  # bad user name or password / not authorised
+_SUBACK_REFUSED = 0x80
+_ALWAYS = ("connects", "reconnects", "tx_bytes", "umqtt", "fail_auth")  # in the status even when 0
+
+
+def load_ca(path):
+    """The broker CA as DER bytes (MicroPython's mbedTLS wants DER)."""
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def tls_context(ca_der):
+    """A client context that verifies the broker: CERT_REQUIRED set explicitly
+    (the default verifies nothing) and the CA loaded."""
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.load_verify_locations(cadata=ca_der)
+    return ctx
+
+
+class Uplink:
+    def __init__(self, cfg, queue, commands=None, status_doc=None, link=None, ca_der=None,
+                 ticks_ms=time.ticks_ms, **settings):
+        self.cfg = cfg
+        self.queue = queue
+        self.commands = commands
+        self.status_doc = status_doc
+        self.link = link
+        self._ticks = ticks_ms
+        s = dict(DEFAULTS)
+        s.update(cfg.group("uplink"))
+        s.update(settings)
+        self.s = s
+        dev = cfg.get("device_id")
+        role = cfg.get("role")
+        root = cfg.get("topic_root")
+        self.device_id = dev
+        self._topics = {k: schema.topic(root, role, dev, k).encode() for k in
+                        ("pos", "stop", "count", "event", "roster", "status", "ack")}
+        self.cmd_topic = schema.topic(root, role, dev, schema.KIND_CMD)
+        self.host = cfg.get("broker.host")
+        self.port = cfg.get("broker.port")
+        self.tls = None
+        self._tls_error = None
+        if cfg.get("broker.tls"):
+            # Never a plain-text fallback: without a usable CA we do not connect.
+            try:
+                self.tls = tls_context(ca_der if ca_der is not None else load_ca(cfg.get("broker.ca")))
+            except (OSError, ValueError) as e:
+                self._tls_error = "tls config: %r" % (e,)
+        self.conn = Conn(_MSG_BYTES + _HEADROOM, 1024, ticks_ms)
+        self.client = MQTTClient(dev, self.host, port=self.port, user=cfg.secret("mqtt_user", dev),
+                                 password=cfg.secret("mqtt_password", ""), keepalive=cfg.get("broker.keepalive_s"))
+        self.client.set_last_will(self._topics["status"], schema.offline_doc(dev), retain=True, qos=1)
+        self.client.set_callback(self._on_msg)
+        self.umqtt = umqtt_info()
+        self.stats = {"up": False, "connects": 0, "reconnects": 0, "attempts": 0, "fail_dns": 0,
+                      "fail_tcp": 0, "fail_refused": 0, "fail_timeout": 0, "fail_tls": 0, "fail_auth": 0,
+                      "fail_acl": 0, "fail_mqtt": 0, "lost": 0, "puback_timeouts": 0, "ping_timeouts": 0, "msgs": 0,
+                      "live": 0, "recs_sent": 0, "recs_acked": 0, "split": 0, "too_big": 0, "tx_bytes": 0, "rx_bytes": 0,
+                      "cmd_ok": 0, "cmd_err": 0, "cmd_dropped": 0, "rx_oversize": 0, "step_max_ms": 0,
+                      "connect_max_ms": 0, "last_error": self._tls_error or "", "umqtt": self.umqtt}
+        self.connected = False
+        self._fails = 0
+        self._next_try = ticks_ms()
+        self._ping_at = None
+        self.drain = Drain(queue, self.conn, s, self.stats, self._topics, dev, ticks_ms)
+        self._next_status = ticks_ms()
+        self._status_due = False
+        self._cmds = []
+        self._acks = []
+        self._after = None
+        self._verified = False
+        self._probe = None
+        self._probe_deadline = 0
+        self._unsubscribe = False
+
+    # --- what the main loop calls -------------------------------------
+    def offer_live(self, rtype, seq, ts, flags, payload):
+        """Hand over a record just appended to the queue: the newest position
+        goes live first after a reconnect; priority records trigger a drain."""
+        self.drain.offer_live(rtype, seq, ts, flags, payload)
+
+    def apply_setting(self, key, value):
+        """commands' on_set hook: a changed uplink.* setting takes effect now."""
+        if key.startswith("uplink."):
+            self.s[key[7:]] = value
+
+    def flush_now(self):
+        """Drain the queue at once instead of waiting for batch_s."""
+        self.drain.flush_now()
+
+    def step(self, may_block=True):
+        """One bounded slice of uplink work; returns quickly unless connecting."""
+        t0 = time.ticks_us()
+        connecting = False
+        try:
+            if self.connected:
+                self._service()
+            elif may_block and self._link_up() and time.ticks_diff(self._ticks(), self._next_try) >= 0:
+                connecting = True
+                self._connect()
+        except (OSError, MQTTException, AssertionError, IndexError, ValueError) as e:
+            self._lost(e)  # counted; the connection is dropped and rebuilt
+        ms = time.ticks_diff(time.ticks_us(), t0) // 1000
+        key = "connect_max_ms" if connecting else "step_max_ms"
+        if ms > self.stats[key]:
+            self.stats[key] = ms
+        self.stats["tx_bytes"] = self.conn.tx_total
+        self.stats["rx_bytes"] = self.conn.rx_total
+        self.stats["rx_oversize"] = self.conn.oversize
+
+    def close(self):
+        """Orderly DISCONNECT (the broker then drops the last will)."""
+        if self.connected:
+            try:
+                self.client.disconnect()  # writes DISCONNECT, then closes the Conn (which flushes)
+            except OSError:
+                self.stats["lost"] += 1
+        self.conn.close()
+        self.connected = False
+        self.stats["up"] = False
+
+    # --- connecting ---------------------------------------------------
+    def _link_up(self):
+        return self.link is None or self.link.isconnected()
+
+    def _connect(self):
+        st = self.stats
+        if self._tls_error:
+            st["fail_tls"] += 1
+            self._backoff(self._tls_error)
+            return
+        st["attempts"] += 1
+        c = self.conn
+        try:
+            c.open(self.host, self.port, self.s["connect_ms"], self.tls, self.host)
+            c.allow_wait(self.s["connect_ms"])
+            mqtt_connect(self.client, c)
+            if self.s["verify"]:
+                self.client.subscribe(self._topics["status"], qos=0)
+            self.client.subscribe(self.cmd_topic.encode(), qos=1)
+            c.flush_wait()
+        except ConnectError as e:
+            st["fail_" + e.stage] += 1
+            c.close()
+            self._backoff("%s: %s" % (e.stage, e.detail))
+            return
+        except MQTTException as e:
+            code = e.args[0] if e.args else -1
+            if code == _SUBACK_REFUSED:  # the broker's ACL denies our own cmd topic
+                st["fail_acl"] += 1
+                why = "suback refused: %s" % self.cmd_topic
+            else:
+                st["fail_auth" if code in _CONNACK_AUTH else "fail_mqtt"] += 1
+                why = "connack %s" % code
+            c.close()
+            self._backoff(why)
+            return
+        except (OSError, AssertionError, IndexError) as e:
+            st["fail_timeout" if e.args and e.args[0] == errno.ETIMEDOUT else "fail_mqtt"] += 1
+            c.close()
+            self._backoff("mqtt: %r" % (e,))
+            return
+        c.allow_wait(0)
+        self.connected = True
+        self._fails = 0
+        st["up"] = True
+        st["connects"] += 1
+        st["reconnects"] = st["connects"] - 1
+        if not self.s["verify"]:
+            st["last_error"] = ""
+        self._status_due = True
+        self._ping_at = None
+        self._verified = not self.s["verify"]
+        self._probe = None
+        self.drain.reset(self.queue.depth() > 1)
+
+    def _backoff(self, why):
+        """Exponential backoff with +-50 % jitter, so a fleet does not reconnect in step."""
+        self.stats["last_error"] = why
+        self._fails += 1
+        base = self.s["backoff_min_ms"] << min(self._fails - 1, 16)
+        base = min(base, self.s["backoff_max_ms"])
+        delay = base // 2 + random.getrandbits(16) * base // 65536
+        self._next_try = time.ticks_add(self._ticks(), delay)
+
+    def _lost(self, e):
+        self.stats["lost"] += 1
+        self._drop("lost: %r" % (e,))
+
+    def _drop(self, why):
+        self.conn.close()
+        self.connected = False
+        self.stats["up"] = False
+        self.drain.reset(False)  # not acked: the same records go again
+        self._backoff(why)
+
+    def _write_unsubscribe(self, topic):
+        pid = self.drain.next_pid()
+        n = len(topic)
+        self.conn.write(bytes((0xA2, 4 + n, pid >> 8, pid & 0xFF, n >> 8, n & 0xFF)))
+        self.conn.write(topic)
+
+    # --- connected ------------------------------------------------------
+    def _on_msg(self, topic, msg):
+        if topic == self._topics["status"]:
+            # Our own retained status coming back proves the broker accepts our
+            # publishes (MQTT 3.1.1 PUBACKs even what an ACL silently drops).
+            if self._probe is not None and msg == self._probe:
+                self._verified = True
+                self._probe = None
+                self.stats["last_error"] = ""
+                self._unsubscribe = True
+            return
+        if len(self._cmds) < _MAX_CMDS:
+            self._cmds.append(bytes(msg))
+        else:
+            self.stats["cmd_dropped"] += 1
+
+    def _service(self):
+        c = self.conn
+        if not self._link_up():
+            raise OSError(errno.ENOTCONN)  # the socket died with the link
+        c.flush()
+        c.fill()
+        n = 0
+        # Commands wait in the socket (TCP flow control) while _cmds is full.
+        while n < 8 and len(self._cmds) < _MAX_CMDS and c.packet_ready():
+            self._incoming(self.client.check_msg())
+            n += 1
+        if c.eof():
+            raise OSError(errno.ECONNRESET)
+        now = self._ticks()
+        self.drain.check(now)
+        if not self._verified and self._probe is not None and time.ticks_diff(now, self._probe_deadline) > 0:
+            self.stats["fail_acl"] += 1
+            self._drop("publish refused: %s" % self._topics["status"].decode())
+            return
+        self._keepalive(now)
+        if self._cmds and self.commands is not None and len(self._acks) < _MAX_CMDS:
+            self._acks.append(self.commands.handle(self._cmds.pop(0)))
+        if c.flush():
+            if self._after is not None:
+                fn = self._after
+                self._after = None
+                fn()
+            self._build_next(now)
+            c.flush()
+
+    def _incoming(self, op):
+        if op is None:
+            return  # nothing, a PINGRESP, or a command (umqtt 1.3 returns None)
+        if op == 0x40:  # PUBACK: 3 more bytes, already buffered
+            rest = self.conn.read(3)
+            self.drain.puback((rest[1] << 8) | rest[2])
+        elif op & 0xF0 != 0x30:  # anything else (SUBACK...): skip its body
+            n = 0
+            shift = 0
+            while True:
+                b = self.conn.read(1)[0]
+                n |= (b & 0x7F) << shift
+                shift += 7
+                if not b & 0x80:
+                    break
+            if n:
+                self.conn.read(n)
+
+    def _keepalive(self, now):
+        ka_ms = self.cfg.get("broker.keepalive_s") * 1000
+        c = self.conn
+        if self._ping_at is not None:
+            if time.ticks_diff(c.last_rx_ms, self._ping_at) >= 0:
+                self._ping_at = None
+            elif time.ticks_diff(now, self._ping_at) > self.s["ack_ms"]:
+                self.stats["ping_timeouts"] += 1
+                raise OSError(errno.ETIMEDOUT)
+        elif time.ticks_diff(now, c.last_tx_ms) > ka_ms // 2 and c.tx_empty():
+            self.client.ping()
+            self._ping_at = now
+
+    def _build_next(self, now):
+        """Queue at most one message: status, command answer, live, batch."""
+        if self._status_due or time.ticks_diff(now, self._next_status) >= 0:
+            self._status_due = False
+            self._next_status = time.ticks_add(now, self.cfg.get("status_period_s") * 1000)
+            text = self._status()
+            self._publish_doc("status", text)
+            if not self._verified and self._probe is None:
+                self._probe = text.encode()
+                self._probe_deadline = time.ticks_add(now, self.s["ack_ms"])
+            return
+        if not self._verified:
+            return  # nothing else until the broker proved it takes our messages
+        if self._unsubscribe:
+            self._unsubscribe = False
+            self._write_unsubscribe(self._topics["status"])
+            return
+        if self._acks:
+            text, ok, after = self._acks.pop(0)
+            self._publish_doc("ack", text)
+            self.stats["cmd_ok" if ok else "cmd_err"] += 1
+            self._after = after  # e.g. reboot: runs once the answer is on the wire
+            return
+        self.drain.next_message(now)
+
+    def _publish_doc(self, kind, text):
+        c = self.conn
+        w = c.begin_publish(self._topics[kind], 0, kind == "status")
+        w.end = len(c.tx) - _HEADROOM
+        try:
+            w.raw(text.encode() if isinstance(text, str) else text)
+        except IndexError:  # a status or answer over 4 KiB: dropped, counted
+            c.abort_publish()
+            self.stats["too_big"] += 1
+            return
+        c.end_publish(w)
+        self.stats["msgs"] += 1
+
+    def status(self):
+        """The uplink's part of the status: counters that are not zero, plus
+        the ones consumers always need (kept small: it goes over cellular)."""
+        out = {}
+        for k, v in self.stats.items():
+            if v or k in _ALWAYS:
+                out[k] = v
+        return out
+
+    def _status(self):
+        if self.status_doc is not None:
+            doc = self.status_doc()
+        else:
+            doc = {"v": schema.VERSION, "d": self.device_id, "on": True, "uplink": self.status()}
+        return json.dumps(doc)

@@ -54,7 +54,7 @@ def layout(folder, device_id, host, port, route, uplink=None):
               "bus": {"plate": "10-7777", "route": "1"},
               "geofences": [{"id": g["id"], "kind": g["kind"], "at": g["at"], "radius_m": g["radius_m"]}
                             for g in fences],
-              "uplink": uplink or {"batch_s": 10, "ack_ms": 3000, "connect_ms": 3000,
+              "uplink": uplink or {"batch_s": 10, "ack_ms": 30000, "connect_ms": 30000,
                                    "backoff_min_ms": 1000, "backoff_max_ms": 15000}}
     with open(os.path.join(folder, "device.json"), "w") as f:
         json.dump(device, f, indent=1)

@@ -199,13 +199,16 @@ def main(path):
                 if used > peak:
                     peak = used
             if loops % 500 == 0:
+                st = app.uplink.stats
                 say("status", "depth", app.queue.depth(), "load", app.stops.load, "up", app.uplink.connected,
-                    "heap", gc.mem_free())
+                    "heap", gc.mem_free(), "sent", st.get("recs_sent"), "acked", st.get("recs_acked"),
+                    "err", st.get("last_error"))
             if scen.done:
                 if drain_until is None:
                     app.uplink.flush_now()
                     drain_until = CLOCK.now_us() + sc.get("drain_s", 600) * 1000000
-                if app.queue.depth() == 0 and not app.doors.busy() or CLOCK.now_us() > drain_until:
+                settled = app.stops.visit is None and not app.doors.busy()
+                if settled and app.queue.depth() == 0 or CLOCK.now_us() > drain_until:
                     break
         app.queue.commit()
         say("truth", json.dumps({"stops": scen.truth, "seconds": scen.seconds, "depth": app.queue.depth(),

@@ -49,15 +49,16 @@ class App:
                                   priority_types=R.PRIORITY_TYPES)
         self.health = Health(cfg["device_id"], board.reset_cause())
         self.link = Link(cfg["networks"], cfg.wifi_key, wlan=wlan, ppp_factory=ppp_factory)
-        self.commands = Commands(cfg, cfg["device_id"], {"reboot": self.reboot, "flush": self.flush,
-                                                          "reset_load": self.reset_load})
+        hooks = {"reboot": self.reboot, "flush": self.flush, "reset_load": self.reset_load}
+        self.commands = Commands(cfg, cfg["device_id"], hooks)
         self.uplink = Uplink(cfg, self.queue, commands=self.commands, status_doc=self.health.document,
                              link=self.link)
+        hooks["on_set"] = self.uplink.apply_setting
         self.health.register("queue", queue_source(self.queue))
         self.health.register("link", self.link.status)
         self.health.register("uplink", self.uplink.status)
-        self.health.register("loop", self.loop_status)
-        self.health.register("boot", lambda: {"boots": state.boots, "last_error": state.last_error})
+        self.health.register("loop", self.loop_status, sparse=True)
+        self.health.register("boot", lambda: {"boots": state.boots, "last_error": state.last_error}, sparse=True)
         self.wdt = None
 
     # --- hooks for commands ------------------------------------------
@@ -142,8 +143,8 @@ class BusApp(App):
         self._fence_events = []
         self.ignition = board.ignition_on()
         self.last_fix_ms = None
-        self.health.register("gps", lambda: dict(self.reader.stats))
-        self.health.register("doors", self.doors.health)
+        self.health.register("gps", lambda: dict(self.reader.stats), sparse=True)
+        self.health.register("doors", self.doors.health, sparse=True)
         self.health.register("load", lambda: {"load": self.stops.load, "occ": self.stops.occupancy(),
                                               "clamps": self.stops.clamps})
         ble = board.ble()
@@ -256,7 +257,7 @@ class DepotApp(App):
         self.roster = Roster(cfg.group("roster") or None)
         ble = board.ble()
         self.scanner = BleScanner(ble, self.roster, cfg.group("roster") or None) if ble is not None else None
-        self.health.register("gates", self.gates.health)
+        self.health.register("gates", self.gates.health, sparse=True)
         self.health.register("yard", lambda: {"buses": len(self.roster.last_seen)})
 
     def busy(self):

@@ -45,9 +45,13 @@ class Health:
         self._sources = []
         self.errors = 0  # sources that raised
 
-    def register(self, name, fn):
-        """fn() -> dict of counters, shown under `name` in the status."""
-        self._sources.append((name, fn))
+    def register(self, name, fn, sparse=False):
+        """fn() -> dict of counters, shown under `name` in the status.
+
+        sparse: leave out counters that are zero (0, all-zero lists, ""), so
+        the retained status stays small on a cellular budget; an error
+        counter appears the moment it is not zero."""
+        self._sources.append((name, fn, sparse))
 
     def uptime_s(self):
         # Accumulated in steps so it survives the 2**30 ms tick wrap (12.4 days).
@@ -59,14 +63,28 @@ class Health:
     def document(self):
         doc = {"v": schema.VERSION, "d": self.device_id, "on": True, "t": self._utc(),
                "fw": FW_VERSION, "up_s": self.uptime_s(), "rst": self.reset, "heap": _mem_free()}
-        for name, fn in self._sources:
+        for name, fn, sparse in self._sources:
             try:
-                doc[name] = fn()
+                part = fn()
+                if sparse:
+                    part = {k: v for k, v in part.items() if not _zero(v)}
+                doc[name] = part
             except Exception as e:  # counted and shown: a broken source must not stop the status
                 self.errors += 1
                 doc[name] = {"error": repr(e)}
         doc["health_errors"] = self.errors
         return doc
+
+
+def _zero(v):
+    if isinstance(v, bool):
+        return False
+    if isinstance(v, list):
+        for x in v:
+            if x:
+                return False
+        return True
+    return v == 0 or v == ""
 
 
 def queue_source(q, utc_s=unix_now):

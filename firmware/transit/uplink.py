@@ -32,11 +32,12 @@ from transit.mqttio import Conn, ConnectError, mqtt_connect, umqtt_info
 RANGES = {"batch_s": (0, 600), "ack_ms": (100, 60000), "connect_ms": (200, 60000),
           "backoff_min_ms": (50, 600000), "backoff_max_ms": (100, 3600000), "msg_records": (1, 64),
           "verify": (0, 1)}
-DEFAULTS = {"batch_s": 30, "ack_ms": 10000, "connect_ms": 10000, "backoff_min_ms": 1000,
+DEFAULTS = {"batch_s": 60, "ack_ms": 10000, "connect_ms": 10000, "backoff_min_ms": 1000,
             "backoff_max_ms": 300000, "msg_records": 40, "verify": 1}
 _config.register_group("uplink", RANGES)
 
 _MSG_BYTES = 4096  # largest message body; batches that do not fit are split
+_RX_BYTES = 1536  # largest incoming packet: a command, or our own retained status (publish check)
 _MAX_CMDS = 4
 _CONNACK_AUTH = (4, 5)  # bad user name or password / not authorised
 _SUBACK_REFUSED = 0x80
@@ -89,7 +90,7 @@ class Uplink:
                 self.tls = tls_context(ca_der if ca_der is not None else load_ca(cfg.get("broker.ca")))
             except (OSError, ValueError) as e:
                 self._tls_error = "tls config: %r" % (e,)
-        self.conn = Conn(_MSG_BYTES + _HEADROOM, 1024, ticks_ms)
+        self.conn = Conn(_MSG_BYTES + _HEADROOM, _RX_BYTES, ticks_ms)
         self.client = MQTTClient(dev, self.host, port=self.port, user=cfg.secret("mqtt_user", dev),
                                  password=cfg.secret("mqtt_password", ""), keepalive=cfg.get("broker.keepalive_s"))
         self.client.set_last_will(self._topics["status"], schema.offline_doc(dev), retain=True, qos=1)

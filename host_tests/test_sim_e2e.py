@@ -18,7 +18,7 @@ import sim  # noqa: E402
 def run_sim(broker_factory):
     def go(*argv):
         args = sim.parse(["--accel", "0", "--no-table", "--device", "bus-e2e"] + list(argv))
-        broker = broker_factory()
+        broker = broker_factory(persistence=True)
         r = sim.Run(args, broker, out=None)
         rc = r.run()
         return r, rc

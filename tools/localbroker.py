@@ -76,7 +76,7 @@ class TlsMaterial:
 
 
 class Broker:
-    def __init__(self, workdir, users=None, acl=None, tls=None, anonymous=None, port=None):
+    def __init__(self, workdir, users=None, acl=None, tls=None, anonymous=None, port=None, persistence=False):
         self.binary = _tool("mosquitto")
         if not self.binary:
             raise RuntimeError("mosquitto is not installed: run `make setup` (or apt-get install mosquitto)")
@@ -85,6 +85,7 @@ class Broker:
         self.users = dict(users or {})
         self.acl = acl
         self.tls = tls
+        self.persistence = persistence  # keep sessions and queued messages across a restart
         self.anonymous = (not self.users) if anonymous is None else anonymous
         self.host = "127.0.0.1"
         self.port = port or free_port()
@@ -96,7 +97,8 @@ class Broker:
     def _write_config(self):
         # As root, mosquitto would drop to user "mosquitto" and lose access to
         # the test folder; keep the invoking user (ignored when not root).
-        lines = ["user " + _user_name(), "per_listener_settings false", "persistence false",
+        lines = ["user " + _user_name(), "per_listener_settings false", "persistence " + ("true" if self.persistence else "false"),
+                 "persistence_location " + self.workdir + "/",
                  "log_dest file " + self.log_path, "log_type all", "connection_messages true",
                  "listener %d %s" % (self.port, self.host),
                  "allow_anonymous " + ("true" if self.anonymous else "false")]

@@ -88,7 +88,10 @@ class Run:
 
     def start_listener(self):
         import paho.mqtt.client as mqtt
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="phs-sim-listener")
+        # A persistent session on a persistent broker: what is published while
+        # the listener reconnects after the outage waits for it.
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="phs-sim-listener-%d" % os.getpid(),
+                        clean_session=False)
         c.on_connect = lambda c, u, f, rc, p=None: c.subscribe("phs/#", qos=1)
         c.on_message = lambda c, u, m: self.fleet.feed(m.topic, bytes(m.payload))
         c.reconnect_delay_set(0.2, 1)
@@ -230,7 +233,7 @@ def main(argv=None):
         broker.host, broker.port = host or "127.0.0.1", int(port)
         args.outage_after = 0
     else:
-        own = broker = Broker(os.path.join(ROOT, "build", "sim", "broker")).start()
+        own = broker = Broker(os.path.join(ROOT, "build", "sim", "broker"), persistence=True).start()
     run = Run(args, broker)
     try:
         rc = run.run()

@@ -138,3 +138,19 @@ def test_healthy_run_clears_the_crash_counter(mp, tmp_path):
     assert "app ran on sim" in res.stdout
     state = json.loads((tmp_path / "bootstate.json").read_text())
     assert state == {"crashes": 0, "boots": 10, "last_error": "", "reset_cause": 1}
+
+
+def test_tuning_groups_are_known_at_boot_before_the_stages_load(mp, tmp_path):
+    # Validation runs before the pipeline modules are imported: their ranges
+    # must be known to config.py by then, or every tuned board boots into safe mode.
+    d = _with(uplink={"batch_s": 30}, track={"distance_m": 150}, counting={"grace_ms": 2000},
+              queue={"commit_ms": 10000}, roster={"away_s": 900})
+    _layout(tmp_path, device=d)
+    before = "def ok(cfg, board, state):\n    print('tuned', cfg.group('track'), cfg.group('uplink'))\n"
+    res = _boot(mp, tmp_path, before=before, extra=", run=ok")
+    assert "tuned {'distance_m': 150} {'batch_s': 30}" in res.stdout, res.stdout
+
+
+def test_out_of_range_tuning_value_enters_safe_mode(mp, tmp_path):
+    _layout(tmp_path, device=_with(track={"distance_m": 5}))
+    _assert_safe_mode(_boot(mp, tmp_path), "configuration: track.distance_m: expected an integer 20..5000, got 5")

@@ -81,6 +81,7 @@ class Run:
         self.truth = None
         self.lines = []
         self.outage = []  # (event, stop number, wall time)
+        self.code_heap = None
 
     def say(self, text):
         if self.out:
@@ -105,12 +106,17 @@ class Run:
         layout(folder, a.device, self.broker.host, self.broker.port, a.route)
         scenario = {"route": a.route, "seed": a.seed, "accel": a.accel, "stops": a.stops, "laps": a.laps,
                     "gps_loss": [a.gps_loss_at, a.gps_loss_at + 30] if a.gps_loss_at >= 0 else None,
-                    "profile": a.profile, "drain_s": a.drain_s, "busy": a.busy}
+                    "profile": a.profile, "drain_s": a.drain_s, "busy": a.busy, "hours": a.hours}
         with open(os.path.join(folder, "scenario.json"), "w") as f:
             json.dump(scenario, f)
         self.start_listener()
         env = dict(os.environ, MICROPYPATH=import_path())
-        cmd = [micropython(), "-X", "heapsize=" + a.heap, os.path.join(HERE, "simbus.py"), "scenario.json"]
+        heap = a.heap
+        if heap.startswith("+"):
+            self.code_heap = self.measure_baseline(folder, env)
+            heap = str(self.code_heap + int(heap[1:]))
+        self.heap = heap
+        cmd = [micropython(), "-X", "heapsize=" + heap, os.path.join(HERE, "simbus.py"), "scenario.json"]
         self.say("sim: %s driving %s (%s), %s" % (a.device, os.path.basename(a.route),
                                                    "%sx real time" % a.accel if a.accel else "as fast as possible",
                                                    "broker %s:%d" % (self.broker.host, self.broker.port)))
@@ -139,6 +145,21 @@ class Run:
         self.listener.loop_stop()
         self.listener.disconnect()
         return rc
+
+    def measure_baseline(self, folder, env):
+        """Heap taken by code, fakes and the simulator's plan, before the firmware's data."""
+        path = os.path.join(folder, "scenario.json")
+        with open(path) as f:
+            sc = json.load(f)
+        sc["measure"] = True
+        with open(os.path.join(folder, "measure.json"), "w") as f:
+            json.dump(sc, f)
+        out = subprocess.run([micropython(), "-X", "heapsize=8M", os.path.join(HERE, "simbus.py"), "measure.json"],
+                             cwd=folder, env=env, capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            if line.startswith("SIM baseline "):
+                return int(line.split()[2])
+        raise RuntimeError("could not measure the baseline heap:\n" + out[-2000:])
 
     def _outage(self, n):
         a = self.args
@@ -201,6 +222,7 @@ def parse(argv=None):
     ap.add_argument("--accel", type=float, default=20, help="times real time; 0 = as fast as possible (default 20)")
     ap.add_argument("--stops", type=int, default=0, help="only the first N stops (default: the whole route)")
     ap.add_argument("--laps", type=int, default=1, help="drive the route back and forth N times")
+    ap.add_argument("--hours", type=float, default=0, help="stop after this many hours of driving (with --laps)")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--busy", type=int, default=1, help="passenger volume factor (1 = normal)")
     ap.add_argument("--profile", choices=("clean", "noisy"), default="clean", help="beam signal quality")
@@ -208,7 +230,8 @@ def parse(argv=None):
     ap.add_argument("--outage-stops", type=int, default=2, help="bring it back this many stops later")
     ap.add_argument("--gps-loss-at", type=int, default=150, help="second of a 30 s GPS signal loss (-1 = none)")
     ap.add_argument("--drain-s", type=int, default=600, help="virtual seconds to wait for the queue to drain")
-    ap.add_argument("--heap", default="512K", help="MicroPython heap (-X heapsize)")
+    ap.add_argument("--heap", default="512K",
+                    help="MicroPython heap (-X heapsize), or +N: code and simulator plus N bytes for the firmware's data")
     ap.add_argument("--every", type=float, default=3.0, help="seconds between live table refreshes")
     ap.add_argument("--no-table", dest="table", action="store_false")
     ap.add_argument("--verbose", action="store_true")

@@ -46,21 +46,24 @@ def _nearest(waypoints, at):
 
 
 class StopPlan:
-    """Passengers of one stop, per door: edges relative to the first person."""
+    """One stop's passengers, kept as the generator state that makes them:
+    the edges are made again when the bus gets there, so a day of stops
+    does not sit in the heap."""
 
-    def __init__(self, sid, wp, doors):
+    def __init__(self, sid, wp, n_in, n_out, rng_state, walk_us, true_in, true_out):
         self.sid = sid
         self.wp = wp
-        self.doors = doors  # [(edges, true_in, true_out, end_us)]
-        walk_us = max([d[3] for d in doors] + [0])
+        self.n_in = n_in
+        self.n_out = n_out
+        self.rng_state = rng_state
         self.dwell_s = DOOR_OPEN_DELAY_S + WALK_START_S + walk_us // 1000000 + 1 + CLOSE_AFTER_S + LEAVE_AFTER_S
-        self.true_in = sum(d[1] for d in doors)
-        self.true_out = sum(d[2] for d in doors)
+        self.true_in = true_in
+        self.true_out = true_out
 
 
 class Scenario:
     def __init__(self, route, door_pins, seed=7, max_stops=0, laps=1, profile=pg.CLEAN, gps_loss=None,
-                 start_unix=1795766400, busy=1):
+                 start_unix=1795766400, busy=1, limit_s=0):
         self.rng = pg.Rng(seed)
         self.profile = profile
         self.door_pins = door_pins
@@ -99,17 +102,24 @@ class Scenario:
         self.truth = []  # (stop id, true_in, true_out, t_open_unix)
         self.done = False
         self.seconds = 0
-        self.served = set()
+        self.next_plan = 0
+        self.limit_s = limit_s  # stop after this many seconds of driving (0: the whole plan)
 
-    def _plan(self, sid, wp, n_in, n_out):
+    def _people(self, rng, n_in, n_out):
+        """Per door: (edges, true_in, true_out, end_us), all from rng."""
         n = len(self.door_pins)
         doors = []
         for d in range(n):
-            people = [pg.random_person(self.rng, pg.OUT, self.profile) for _ in range(n_out // n + (d < n_out % n))]
-            people += [pg.random_person(self.rng, pg.IN, self.profile) for _ in range(n_in // n + (d < n_in % n))]
-            edges, tin, tout, end = pg.door_edges(people, 0, self.rng, self.profile)
-            doors.append((edges, tin, tout, end))
-        return StopPlan(sid, wp, doors)
+            people = [pg.random_person(rng, pg.OUT, self.profile) for _ in range(n_out // n + (d < n_out % n))]
+            people += [pg.random_person(rng, pg.IN, self.profile) for _ in range(n_in // n + (d < n_in % n))]
+            doors.append(pg.door_edges(people, 0, rng, self.profile))
+        return doors
+
+    def _plan(self, sid, wp, n_in, n_out):
+        state = self.rng.s
+        doors = self._people(self.rng, n_in, n_out)
+        walk_us = max([d[3] for d in doors] + [0])
+        return StopPlan(sid, wp, n_in, n_out, state, walk_us, sum(d[1] for d in doors), sum(d[2] for d in doors))
 
     def start(self, uart):
         self.uart = uart
@@ -127,6 +137,10 @@ class Scenario:
                 say("route-done", self.seconds)
                 return None
             self.seconds += 1
+            if self.limit_s and self.seconds > self.limit_s:
+                self.done = True
+                say("route-done", self.seconds)
+                return None
             self.uart.feed(data)
             t, lat, lon, v, crs = truth
             self._maybe_stop(t, lat, lon, v)
@@ -136,27 +150,29 @@ class Scenario:
         return None if self.done else self.next_us
 
     def _maybe_stop(self, t, lat, lon, v):
-        if v:
+        """Serve the next planned stop once the bus stands at its waypoint
+        (plans are served in route order; a lap back passes the same places)."""
+        if v or self.next_plan >= len(self.plans):
             return
-        for p in self.plans:
-            if id(p) in self.served:
-                continue
-            w = self.waypoints[p.wp]
-            if w[0] == lat and w[1] == lon:
-                self.served.add(id(p))
-                self._serve(p, t)
-                return
+        p = self.plans[self.next_plan]
+        w = self.waypoints[p.wp]
+        if w[0] == lat and w[1] == lon:
+            self.next_plan += 1
+            self._serve(p, t)
 
     def _serve(self, p, t):
+        rng = pg.Rng(0)
+        rng.s = p.rng_state  # the same people as planned
+        doors = self._people(rng, p.n_in, p.n_out)
         now = CLOCK.now_us()
         t_open = now + DOOR_OPEN_DELAY_S * 1000000
         t_walk = t_open + WALK_START_S * 1000000
         events = []
-        for (a, b, sw, low), (edges, tin, tout, end) in zip(self.door_pins, p.doors):
+        for (a, b, sw, low), (edges, tin, tout, end) in zip(self.door_pins, doors):
             events.append((t_open, sw, 0 if low else 1))
             for te, pin, level in pg.to_pins(edges, a, b, low):
                 events.append((t_walk + te, pin, level))
-        t_close = t_walk + max([d[3] for d in p.doors] + [0]) + CLOSE_AFTER_S * 1000000
+        t_close = t_walk + max([d[3] for d in doors] + [0]) + CLOSE_AFTER_S * 1000000
         for a, b, sw, low in self.door_pins:
             events.append((t_close, sw, 1 if low else 0))
         machine.inject_timeline(events)
@@ -179,7 +195,19 @@ def main(path):
         pins = [(d["beam_a"], d["beam_b"], d["switch"], d.get("active_low", True)) for d in board.desc["doors"]]
         scen = Scenario(route, pins, seed=sc.get("seed", 7), max_stops=sc.get("stops", 0), laps=sc.get("laps", 1),
                         profile=pg.NOISY if sc.get("profile") == "noisy" else pg.CLEAN, gps_loss=sc.get("gps_loss"),
-                        start_unix=sc.get("start_unix", 1795766400), busy=sc.get("busy", 1))
+                        start_unix=sc.get("start_unix", 1795766400), busy=sc.get("busy", 1),
+                        limit_s=int(sc.get("hours", 0) * 3600))
+        if sc.get("measure"):
+            # Code and the simulator's own data: everything that is not the
+            # firmware's data (tools/sim.py adds the firmware's budget to it).
+            import gc
+            for m in ("nmea", "nmea_reader", "transit.doors", "transit.geofence", "transit.gpsclock",
+                      "transit.stops", "transit.track", "transit.roster", "transit.uplink", "transit.link",
+                      "transit.commands", "transit.health", "dqueue", "ssl"):
+                __import__(m)
+            gc.collect()
+            say("baseline", gc.mem_alloc())
+            return
         app = appmod.build(cfg, board, state, wlan=board.wlan())
         say("start", cfg["device_id"], "stops", len(scen.plans), "waypoints", len(scen.waypoints))
         scen.start(machine.UART(board.desc["gps"]["uart"]))

@@ -14,7 +14,6 @@ import time
 
 from dqueue import DurableQueue
 from transit import VERSION, records as R
-from transit import config as _config
 from transit.commands import Commands
 from transit.health import Health, queue_source
 from transit.link import Link
@@ -25,8 +24,6 @@ HEALTHY_AFTER_MS = 60000  # this long in the loop clears the crash counter
 QUEUE_DIR = "data"
 BIG_COMMIT_BYTES = 4096  # a commit larger than one flash block waits for closed doors
 
-_config.register_group("queue", {"commit_ms": (1000, 600000), "commit_records": (1, 1024),
-                                 "budget_kib": (64, 4096)})
 
 
 class App:

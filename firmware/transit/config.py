@@ -45,9 +45,15 @@ _SPEC_BY_KEY = {}
 for _s in SPEC:
     _SPEC_BY_KEY[_s[0]] = _s
 
-# Groups whose keys tune a pipeline stage; the stage owns their defaults and
-# ranges (register_group) so they stay in one place.
+# Groups whose keys tune a pipeline stage: ranges in transit/settings.py,
+# defaults beside each stage's code. register_group adds or narrows one.
+try:
+    from transit.settings import GROUPS as _DECLARED
+except ImportError:  # config.py used on its own by a host tool
+    _DECLARED = {}
 _GROUPS = {}
+for _g in _DECLARED:
+    _GROUPS[_g] = dict(_DECLARED[_g])
 
 
 class ConfigError(ValueError):

@@ -23,18 +23,15 @@ import time
 
 from umqtt.simple import MQTTClient, MQTTException
 
-from transit import config as _config
+from transit import settings as _settings
 from transit import schema
 from transit.drain import Drain, _HEADROOM
 from transit.mqttio import Conn, ConnectError, mqtt_connect, umqtt_info
 
 # Tuning group "uplink" (device.json "uplink": {...}); defaults below.
-RANGES = {"batch_s": (0, 600), "ack_ms": (100, 60000), "connect_ms": (200, 60000),
-          "backoff_min_ms": (50, 600000), "backoff_max_ms": (100, 3600000), "msg_records": (1, 64),
-          "verify": (0, 1)}
+RANGES = _settings.GROUPS["uplink"]
 DEFAULTS = {"batch_s": 60, "ack_ms": 10000, "connect_ms": 10000, "backoff_min_ms": 1000,
             "backoff_max_ms": 300000, "msg_records": 40, "verify": 1}
-_config.register_group("uplink", RANGES)
 
 _MSG_BYTES = 4096  # largest message body; batches that do not fit are split
 _RX_BYTES = 1536  # largest incoming packet: a command, or our own retained status (publish check)

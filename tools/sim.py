@@ -82,6 +82,9 @@ class Run:
         self.lines = []
         self.outage = []  # (event, stop number, wall time)
         self.code_heap = None
+        self.run_baseline = None
+        self.stops = []
+        self.hourly = []  # live heap after a collection, at each simulated hour
 
     def say(self, text):
         if self.out:
@@ -129,11 +132,19 @@ class Run:
             line = line.rstrip("\n")
             self.lines.append(line)
             if line.startswith("SIM stop "):
-                n = int(line.split()[2])
+                f = line.split()
+                n = int(f[2])
+                # (stop id, true boardings, true alightings, t_open_unix)
+                self.stops.append((f[3], int(f[5]), int(f[7]), int(f[11])))
                 self.say("sim: " + line[4:])
                 self._outage(n)
+            elif line.startswith("SIM hour "):
+                self.hourly.append(int(line.split()[3]))
+            elif line.startswith("SIM baseline-run "):
+                self.run_baseline = int(line.split()[2])
             elif line.startswith("SIM truth "):
                 self.truth = json.loads(line[len("SIM truth "):])
+                self.truth["stops"] = self.stops
             elif line.startswith("SIM "):
                 if a.verbose:
                     self.say(line)

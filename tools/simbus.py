@@ -99,7 +99,7 @@ class Scenario:
         self.drive = Drive(self.waypoints, stops={p.wp: p.dwell_s for p in self.plans}, outages=outages,
                            seed=seed, start_unix=start_unix, tail_s=5)
         self.start_unix = start_unix
-        self.truth = []  # (stop id, true_in, true_out, t_open_unix)
+        self.served = 0  # ground truth goes to stdout per stop, not into the heap
         self.done = False
         self.seconds = 0
         self.next_plan = 0
@@ -176,8 +176,9 @@ class Scenario:
         for a, b, sw, low in self.door_pins:
             events.append((t_close, sw, 1 if low else 0))
         machine.inject_timeline(events)
-        self.truth.append((p.sid, p.true_in, p.true_out, self.start_unix + t + DOOR_OPEN_DELAY_S))
-        say("stop", len(self.truth), p.sid, "in", p.true_in, "out", p.true_out, "t", t)
+        self.served += 1
+        say("stop", self.served, p.sid, "in", p.true_in, "out", p.true_out, "t", t,
+            "open", self.start_unix + t + DOOR_OPEN_DELAY_S)
 
 
 def main(path):
@@ -193,26 +194,34 @@ def main(path):
 
     def run(cfg, board, state):
         pins = [(d["beam_a"], d["beam_b"], d["switch"], d.get("active_low", True)) for d in board.desc["doors"]]
-        scen = Scenario(route, pins, seed=sc.get("seed", 7), max_stops=sc.get("stops", 0), laps=sc.get("laps", 1),
-                        profile=pg.NOISY if sc.get("profile") == "noisy" else pg.CLEAN, gps_loss=sc.get("gps_loss"),
-                        start_unix=sc.get("start_unix", 1795766400), busy=sc.get("busy", 1),
-                        limit_s=int(sc.get("hours", 0) * 3600))
+        def scenario():
+            return Scenario(route, pins, seed=sc.get("seed", 7), max_stops=sc.get("stops", 0),
+                            laps=sc.get("laps", 1), profile=pg.NOISY if sc.get("profile") == "noisy" else pg.CLEAN,
+                            gps_loss=sc.get("gps_loss"), start_unix=sc.get("start_unix", 1795766400),
+                            busy=sc.get("busy", 1), limit_s=int(sc.get("hours", 0) * 3600))
+        # All the code first, so what is measured after the baseline is data.
+        for m in ("nmea", "nmea_reader", "transit.doors", "transit.geofence", "transit.gpsclock",
+                  "transit.stops", "transit.track", "transit.roster", "transit.uplink", "transit.link",
+                  "transit.commands", "transit.health", "dqueue", "ssl"):
+            __import__(m)
         if sc.get("measure"):
             # Code and the simulator's own data: everything that is not the
             # firmware's data (tools/sim.py adds the firmware's budget to it).
             import gc
-            for m in ("nmea", "nmea_reader", "transit.doors", "transit.geofence", "transit.gpsclock",
-                      "transit.stops", "transit.track", "transit.roster", "transit.uplink", "transit.link",
-                      "transit.commands", "transit.health", "dqueue", "ssl"):
-                __import__(m)
+            scen = scenario()
             gc.collect()
             say("baseline", gc.mem_alloc())
             return
+        scen = scenario()
+        import gc
+        gc.collect()
+        say("baseline-run", gc.mem_alloc())  # code + simulator: what follows is the firmware's data
         app = appmod.build(cfg, board, state, wlan=board.wlan())
         say("start", cfg["device_id"], "stops", len(scen.plans), "waypoints", len(scen.waypoints))
         scen.start(machine.UART(board.desc["gps"]["uart"]))
         wdt = board.watchdog(cfg["watchdog_ms"])
         drain_until = None
+        next_hour = 3600
         loops = 0
         import gc
         peak = 0
@@ -226,6 +235,9 @@ def main(path):
                 used = gc.mem_alloc()
                 if used > peak:
                     peak = used
+                if scen.seconds >= next_hour:
+                    say("hour", next_hour // 3600, used)
+                    next_hour += 3600
             if loops % 500 == 0:
                 st = app.uplink.stats
                 say("status", "depth", app.queue.depth(), "load", app.stops.load, "up", app.uplink.connected,
@@ -239,7 +251,7 @@ def main(path):
                 if settled and app.queue.depth() == 0 or CLOCK.now_us() > drain_until:
                     break
         app.queue.commit()
-        say("truth", json.dumps({"stops": scen.truth, "seconds": scen.seconds, "depth": app.queue.depth(),
+        say("truth", json.dumps({"served": scen.served, "seconds": scen.seconds, "depth": app.queue.depth(),
                                  "load": app.stops.load, "peak_heap": peak, "uplink": app.uplink.stats.get("msgs"),
                                  "visits": app.stops.n}))
         app.uplink.close()

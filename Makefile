@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 MPYLIB_STAMP := build/mpylib/.fetched
 PYTEST_ARGS ?=
 
-.PHONY: setup test sim bench clean mosquitto
+.PHONY: setup test sim bench clean mosquitto flash doctor provision vboard
 
 setup: $(STAMP) $(MPYLIB_STAMP) mosquitto
 
@@ -36,3 +36,21 @@ bench: setup
 
 clean:
 	rm -rf build .pytest_cache
+
+# Technician tools (docs/technician.md). PORT: /dev/ttyUSB0, COM3 or socket://127.0.0.1:PORT (virtual board).
+PORT ?=
+DEVICE ?=
+FLASH_ARGS ?=
+flash: setup
+	@test -n "$(PORT)" -a -n "$(DEVICE)" || { echo "flash: give PORT=<serial port> and DEVICE=<device id>, e.g. make flash PORT=/dev/ttyUSB0 DEVICE=bus-0107"; exit 2; }
+	$(VPY) tools/deploy.py --port $(PORT) --device $(DEVICE) $(FLASH_ARGS)
+
+doctor: setup
+	@test -n "$(PORT)" || { echo "doctor: give PORT=<serial port>, e.g. make doctor PORT=/dev/ttyUSB0"; exit 2; }
+	$(VPY) tools/doctor.py --port $(PORT) $(DOCTOR_ARGS)
+
+provision: setup
+	$(VPY) tools/provision.py $(PROVISION_ARGS)
+
+vboard: setup
+	$(VPY) tools/vboard.py --fs build/vboard $(VBOARD_ARGS)

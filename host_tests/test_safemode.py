@@ -154,3 +154,13 @@ def test_tuning_groups_are_known_at_boot_before_the_stages_load(mp, tmp_path):
 def test_out_of_range_tuning_value_enters_safe_mode(mp, tmp_path):
     _layout(tmp_path, device=_with(track={"distance_m": 5}))
     _assert_safe_mode(_boot(mp, tmp_path), "configuration: track.distance_m: expected an integer 20..5000, got 5")
+
+
+def test_ctrl_c_from_a_technician_is_not_a_crash(mp, tmp_path):
+    _layout(tmp_path)
+    (tmp_path / "bootstate.json").write_text(json.dumps({"crashes": 2, "boots": 5}))
+    before = "def interrupted(cfg, board, state):\n    raise KeyboardInterrupt\n"
+    res = _boot(mp, tmp_path, before=before, extra=", run=interrupted")
+    assert "stopped by Ctrl-C" in res.stdout and "\n42\n" in res.stdout
+    state = json.loads((tmp_path / "bootstate.json").read_text())
+    assert state["crashes"] == 2 and state["boots"] == 6  # counted as a boot, not as a crash

@@ -217,6 +217,7 @@ def main(path):
         gc.collect()
         say("baseline-run", gc.mem_alloc())  # code + simulator: what follows is the firmware's data
         app = appmod.build(cfg, board, state, wlan=board.wlan())
+        app.boot_event()
         say("start", cfg["device_id"], "stops", len(scen.plans), "waypoints", len(scen.waypoints))
         scen.start(machine.UART(board.desc["gps"]["uart"]))
         wdt = board.watchdog(cfg["watchdog_ms"])

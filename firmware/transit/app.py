@@ -57,6 +57,7 @@ class App:
         self.health.register("loop", self.loop_status, sparse=True)
         self.health.register("boot", lambda: {"boots": state.boots, "last_error": state.last_error}, sparse=True)
         self.wdt = None
+        self.boot_cause = board.reset_cause()
 
     # --- hooks for commands ------------------------------------------
     def reboot(self):
@@ -85,6 +86,10 @@ class App:
 
     def busy(self):
         return False
+
+    def boot_event(self):
+        """The first record of every boot: its reset cause (1 power-on ... 5 soft)."""
+        self.record(R.EVENT, R.pack_event(R.EV_BOOT, 0, self.boot_cause), 0, R.FLAG_TIME_UNKNOWN)
 
     def loop_status(self):
         return {"loops": self.loops, "errors": self.errors}
@@ -292,5 +297,6 @@ def build(cfg, board, state, **kw):
 def run(cfg, board, state):
     """Entry point from transit.startup: build the role and loop forever."""
     app = build(cfg, board, state, wlan=board.wlan(), ppp_factory=board.ppp_factory())
+    app.boot_event()
     print("transit %s: %s %s on %s" % (VERSION, cfg["role"], cfg["device_id"], board.name))
     app.run()

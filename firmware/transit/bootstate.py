@@ -52,6 +52,12 @@ class BootState:
             self.crashes = 0
             self.save()
 
+    def not_a_crash(self):
+        """Undo this boot's count (it ended on purpose, e.g. Ctrl-C)."""
+        if self.crashes:
+            self.crashes -= 1
+            self.save()
+
     def record_error(self, text):
         self.last_error = text[:200]
         self.save()

@@ -49,6 +49,8 @@ def main(run=None, **kw):
     try:
         run(cfg, board, state)
     except KeyboardInterrupt:
+        # A technician (mpremote, make doctor) interrupted it: not a crash.
+        state.not_a_crash()
         print("stopped by Ctrl-C: REPL is yours")
         return False
     except Exception as e:

@@ -8,6 +8,10 @@ import os
 from transit import config
 from transit.commands import Commands
 
+# config + settings + schema + records + commands and the fakes do not fit a
+# 64K heap on the 64-bit unix port (objects are twice their ESP32 size).
+MP_HEAP = "96K"
+
 DEV = {"device_id": "bus-001", "role": "bus", "board": "sim", "broker": {"host": "mq.example"}}
 SECRETS = {"mqtt_password": "pw"}
 PATH = "/tmp/phs_test_commands_device.json"

@@ -15,6 +15,8 @@ except ImportError:
     def const(x):
         return x
 
+from civil import days_from_civil
+
 _MAX_FIELDS = const(40)
 _RMC = const(0x524D43)
 _GGA = const(0x474741)
@@ -50,15 +52,6 @@ S_GSV = const(64)
 S_ZDA = const(128)
 
 _BAD = const(-2)  # a field that is present but malformed
-
-
-def days_from_civil(y, m, d):
-    """Days from 1970-01-01 to a Gregorian date (integer, any port epoch)."""
-    y -= m <= 2
-    era = y // 400
-    yoe = y - era * 400
-    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
-    return era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
 
 
 def _days_in_month(y, m):

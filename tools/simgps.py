@@ -11,6 +11,7 @@ both runtimes produce identical bytes.
 """
 
 import geo
+from civil import civil_from_unix
 
 SYSTEMS = (  # talker, system id, signal id, PRNs
     ("GP", 1, 1, (2, 5, 12, 25)),
@@ -49,19 +50,6 @@ def sentence(body):
     for c in b:
         x ^= c
     return b"$" + b + b"*%02X\r\n" % x
-
-
-def civil(days):
-    """(year, month, day) of a day count since 1970-01-01."""
-    z = days + 719468
-    era = z // 146097
-    doe = z - era * 146097
-    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
-    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
-    mp = (5 * doy + 2) // 153
-    d = doy - (153 * mp + 2) // 5 + 1
-    m = mp + 3 if mp < 10 else mp - 9
-    return yoe + era * 400 + (m <= 2), m, d
 
 
 def _coord(v_e6, width, pos, neg):
@@ -171,7 +159,7 @@ class Drive:
 
     def nmea(self, unix_s, rep):
         """The sentences of one second; rep None: no fix (cold start, tunnel)."""
-        y, mo, d = civil(unix_s // 86400)
+        y, mo, d = civil_from_unix(unix_s)[:3]
         s = unix_s % 86400
         hms = "%02d%02d%02d.00" % (s // 3600, s // 60 % 60, s % 60)
         date = "%02d%02d%02d" % (d, mo, y % 100)

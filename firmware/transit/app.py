@@ -127,7 +127,7 @@ class BusApp(App):
     def __init__(self, cfg, board, state, **kw):
         App.__init__(self, cfg, board, state, **kw)
         from nmea import NmeaReader
-        from transit.doors import Doors
+        from transit.doors import Doors, pcnt_encoders
         from transit.geofence import Geofences, parse_zones, KIND_DEPOT, KIND_TERMINUS, ENTER
         from transit.gpsclock import GpsClock
         from transit.stops import StopVisits, RESET_TERMINUS, RESET_DEPOT, RESET_IGNITION, RESET_COMMAND
@@ -138,7 +138,10 @@ class BusApp(App):
         self.reader = NmeaReader(board.gps_uart())
         self.clock = GpsClock(rtc=board.rtc())
         self.track = T.Track(cfg.group("track") or None)
-        self.doors = Doors(board.door_pins(), cfg.group("counting") or None)
+        pins = board.door_pins()
+        # The ESP32's pulse counter (machine.Encoder, firmware 1.27+) counts every
+        # beam edge in hardware: a cross-check for edges lost in blocking calls.
+        self.doors = Doors(pins, cfg.group("counting") or None, encoders=pcnt_encoders(board.machine, pins))
         counting = {"seats": cfg["bus.capacity_seated"], "standing": cfg["bus.capacity_standing"]}
         self.stops = StopVisits(self.doors, self.position, counting, boot_no=state.boots)
         self.fences = Geofences(parse_zones(cfg.get("geofences")))

@@ -90,8 +90,15 @@ def device_document(row, args):
         doc["broker"]["ca"] = "ca.der"
     if row["role"] == "bus":
         doc["bus"] = {"plate": row.get("plate", ""), "route": row.get("route", "")}
+        if args.geofences:
+            doc["geofences"] = args.geofences
     elif row["role"] == "depot":
         doc["depot"] = {"name": row.get("depot", "")}
+        # The depot's own geofence (by name) lets a board without BLE follow
+        # the buses' enter/exit events for its yard roster.
+        for z in args.geofences or ():
+            if z.get("kind") == "depot" and z.get("name") == row.get("depot"):
+                doc["depot"]["zone_id"] = z["id"]
     return doc
 
 
@@ -121,6 +128,8 @@ def acl_text(devices, topic_root):
         lines.append("user %s" % dev)
         lines += ["topic write %s%s" % (base, k) for k in PUBLISH_KINDS]
         lines += ["topic read %s%s" % (base, k) for k in READ_KINDS]
+        if role == "depot":  # the yard roster follows the buses' geofence events
+            lines.append("topic read %s/bus/+/event" % topic_root)
         lines.append("")
     return "\n".join(lines)
 
@@ -279,11 +288,23 @@ def main(argv=None):
     ap.add_argument("--no-tls", action="store_true", help="plain MQTT (a bench test only, never in service)")
     ap.add_argument("--topic-root", default="phs", help="topic root (default phs)")
     ap.add_argument("--wifi-keys", help="JSON file {\"ssid\": \"key\"} with the depots' Wi-Fi keys")
+    ap.add_argument("--geofences", help="JSON file with the fleet's geofences (depots, termini), as in "
+                    "tools/routes/*.json 'geofences'; buses get all of them, a depot board the id of its own")
     ap.add_argument("--rotate", action="append", default=[], metavar="DEVICE_ID",
                     help="make a new broker password for this device (repeatable)")
     args = ap.parse_args(argv)
     if args.broker_port is None:
         args.broker_port = 1883 if args.no_tls else 8883
+    if args.geofences:
+        try:
+            with open(args.geofences) as f:
+                doc = json.load(f)
+            zones = doc["geofences"] if isinstance(doc, dict) else doc
+            args.geofences = [{"id": z["id"], "kind": z["kind"], "name": z.get("name", ""), "at": z["at"],
+                               "radius_m": z["radius_m"]} for z in zones]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            print("provision: FAILED: cannot read geofences from %s: %s" % (args.geofences, e), file=sys.stderr)
+            return 1
     try:
         provision(args)
     except ProvisionError as e:

@@ -29,6 +29,8 @@ BIG_COMMIT_BYTES = 4096  # a commit larger than one flash block waits for closed
 class App:
     """What both roles share: queue, link, uplink, commands, health, watchdog."""
 
+    watch = None  # (topic filter, handler) for other devices' messages
+
     def __init__(self, cfg, board, state, wlan=None, ppp_factory=None):
         self.cfg = cfg
         self.board = board
@@ -49,7 +51,7 @@ class App:
         hooks = {"reboot": self.reboot, "flush": self.flush, "reset_load": self.reset_load}
         self.commands = Commands(cfg, cfg["device_id"], hooks)
         self.uplink = Uplink(cfg, self.queue, commands=self.commands, status_doc=self.health.document,
-                             link=self.link)
+                             link=self.link, watch=self.watch_spec(cfg))
         hooks["on_set"] = self.uplink.apply_setting
         self.health.register("queue", queue_source(self.queue))
         self.health.register("link", self.link.status)
@@ -86,6 +88,9 @@ class App:
 
     def busy(self):
         return False
+
+    def watch_spec(self, cfg):
+        return None
 
     def boot_event(self):
         """The first record of every boot: its reset cause (1 power-on ... 5 soft)."""
@@ -250,20 +255,49 @@ class BusApp(App):
 
 
 class DepotApp(App):
-    """Gate counters -> periodic count records; yard roster; uplink."""
+    """Gate counters -> periodic count records; yard roster; uplink.
+
+    The roster hears buses by BLE where the board has a radio; otherwise (and
+    in addition) it follows the buses' own geofence events for this depot's
+    zone (`depot.zone_id`) through the broker."""
 
     def __init__(self, cfg, board, state, **kw):
-        App.__init__(self, cfg, board, state, **kw)
         from transit.gates import Gates
         from transit.roster import Roster, BleScanner
         from transit.health import unix_now
         self.unix_now = unix_now
-        self.gates = Gates(board.door_pins("gates"), cfg.group("counting") or None)
         self.roster = Roster(cfg.group("roster") or None)
+        App.__init__(self, cfg, board, state, **kw)
+        self.gates = Gates(board.door_pins("gates"), cfg.group("counting") or None, unix_s=unix_now())
         ble = board.ble()
         self.scanner = BleScanner(ble, self.roster, cfg.group("roster") or None) if ble is not None else None
         self.health.register("gates", self.gates.health, sparse=True)
-        self.health.register("yard", lambda: {"buses": len(self.roster.last_seen)})
+        self.health.register("yard", lambda: {"buses": len(self.roster.last_seen), "bad_events": self.bad_events})
+
+    bad_events = 0
+
+    def watch_spec(self, cfg):
+        if cfg.get("depot.zone_id", -1) < 0:
+            return None
+        return ("%s/bus/+/event" % cfg["topic_root"], self.on_bus_event)
+
+    def on_bus_event(self, topic, msg):
+        """A bus's event batch: depot geofence enter/exit moves it in or out of the yard."""
+        from transit.roster import SRC_GEOFENCE
+        import json
+        try:
+            bus_id = topic.decode().split("/")[2]
+            doc = json.loads(msg)
+            zone = self.cfg.get("depot.zone_id")
+            for row in doc["r"]:
+                if row.get("i") != zone:
+                    continue
+                if row["k"] == R.EV_GEOFENCE_ENTER:
+                    self.roster.seen(bus_id, 0, SRC_GEOFENCE)
+                elif row["k"] == R.EV_GEOFENCE_EXIT:
+                    self.roster.gone(bus_id, SRC_GEOFENCE)
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+            self.bad_events += 1  # somebody else's malformed message must not stop the depot
 
     def busy(self):
         return self.gates.busy()

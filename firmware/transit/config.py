@@ -36,6 +36,7 @@ SPEC = (
     ("bus.capacity_seated", _INT, 30, 0, 150, True),
     ("bus.capacity_standing", _INT, 50, 0, 200, True),
     ("depot.name", _STR, "", 0, 32, False),
+    ("depot.zone_id", _INT, -1, -1, 255, False),  # geofence id the buses report for this depot
     ("status_period_s", _INT, 300, 30, 3600, True),
     ("safe_mode_pin", _INT, -1, -1, 39, False),
     ("watchdog_ms", _INT, 8000, 2000, 60000, False),

@@ -59,8 +59,13 @@ def tls_context(ca_der):
 
 class Uplink:
     def __init__(self, cfg, queue, commands=None, status_doc=None, link=None, ca_der=None,
-                 ticks_ms=time.ticks_ms, **settings):
+                 ticks_ms=time.ticks_ms, watch=None, **settings):
+        """watch: optional (topic filter, fn(topic bytes, msg bytes)) for other
+        devices' messages (a depot follows the buses' geofence events); fn runs
+        in a later step, never inside the socket read."""
         self.cfg = cfg
+        self.watch = watch
+        self._watched = []
         self.queue = queue
         self.commands = commands
         self.status_doc = status_doc
@@ -77,6 +82,7 @@ class Uplink:
         self._topics = {k: schema.topic(root, role, dev, k).encode() for k in
                         ("pos", "stop", "count", "event", "roster", "status", "ack")}
         self.cmd_topic = schema.topic(root, role, dev, schema.KIND_CMD)
+        self._cmd_b = self.cmd_topic.encode()
         self.host = cfg.get("broker.host")
         self.port = cfg.get("broker.port")
         self.tls = None
@@ -179,6 +185,8 @@ class Uplink:
             if self.s["verify"]:
                 self.client.subscribe(self._topics["status"], qos=0)
             self.client.subscribe(self.cmd_topic.encode(), qos=1)
+            if self.watch is not None:
+                self.client.subscribe(self.watch[0].encode(), qos=0)
             c.flush_wait()
         except ConnectError as e:
             st["fail_" + e.stage] += 1
@@ -252,6 +260,12 @@ class Uplink:
                 self.stats["last_error"] = ""
                 self._unsubscribe = True
             return
+        if self.watch is not None and topic != self._cmd_b:
+            if len(self._watched) < _MAX_CMDS:
+                self._watched.append((bytes(topic), bytes(msg)))
+            else:
+                self.stats["watch_dropped"] = self.stats.get("watch_dropped", 0) + 1
+            return
         if len(self._cmds) < _MAX_CMDS:
             self._cmds.append(bytes(msg))
         else:
@@ -277,6 +291,9 @@ class Uplink:
             self._drop("publish refused: %s" % self._topics["status"].decode())
             return
         self._keepalive(now)
+        if self._watched:
+            t, m = self._watched.pop(0)
+            self.watch[1](t, m)
         if self._cmds and self.commands is not None and len(self._acks) < _MAX_CMDS:
             self._acks.append(self.commands.handle(self._cmds.pop(0)))
         if c.flush():

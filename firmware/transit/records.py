@@ -89,42 +89,45 @@ def unpack_position(payload):
 def pack_stop(visit_id, t_open, t_close, lat_e6, lon_e6, odometer_m, dwell_s, load_departure,
               occupancy, quality, doors):
     """doors: sequence of (boardings, alightings), one per door."""
-    out = bytearray(_STOP_SIZE + 4 * len(doors))
+    out = _with_pairs(_STOP_SIZE, doors)
     struct.pack_into(_STOP_FMT, out, 0, visit_id & 0xFFFFFFFF, t_open, t_close, lat_e6, lon_e6,
                      odometer_m & 0xFFFFFFFF, _u16(dwell_s), _u16(load_departure), _u8(occupancy),
                      _u8(quality), len(doors))
-    off = _STOP_SIZE
-    for b, a in doors:
-        struct.pack_into(_PAIR_FMT, out, off, _u16(b), _u16(a))
-        off += 4
     return bytes(out)
+
+
+def _with_pairs(head_size, pairs):
+    """A buffer of head_size bytes (filled by the caller) then u16 pairs."""
+    out = bytearray(head_size + 4 * len(pairs))
+    off = head_size
+    for x, y in pairs:
+        struct.pack_into(_PAIR_FMT, out, off, _u16(x), _u16(y))
+        off += 4
+    return out
+
+
+def _pairs(payload, head_size, n):
+    return [struct.unpack_from(_PAIR_FMT, payload, head_size + 4 * i) for i in range(n)]
 
 
 def unpack_stop(payload):
     """-> (visit_id, t_open, t_close, lat_e6, lon_e6, odometer_m, dwell_s, load_departure,
     occupancy, quality, [(boardings, alightings), ...])"""
     head = struct.unpack_from(_STOP_FMT, payload, 0)
-    n = head[10]
-    doors = [struct.unpack_from(_PAIR_FMT, payload, _STOP_SIZE + 4 * i) for i in range(n)]
-    return head[:10] + (doors,)
+    return head[:10] + (_pairs(payload, _STOP_SIZE, head[10]),)
 
 
 def pack_count(period_start, period_s, flags, gates):
     """gates: sequence of (in, out), one per gate."""
-    out = bytearray(_COUNT_SIZE + 4 * len(gates))
+    out = _with_pairs(_COUNT_SIZE, gates)
     struct.pack_into(_COUNT_FMT, out, 0, period_start, _u16(period_s), _u8(flags), len(gates))
-    off = _COUNT_SIZE
-    for i, o in gates:
-        struct.pack_into(_PAIR_FMT, out, off, _u16(i), _u16(o))
-        off += 4
     return bytes(out)
 
 
 def unpack_count(payload):
     """-> (period_start, period_s, flags, [(in, out), ...])"""
     start, period_s, flags, n = struct.unpack_from(_COUNT_FMT, payload, 0)
-    gates = [struct.unpack_from(_PAIR_FMT, payload, _COUNT_SIZE + 4 * i) for i in range(n)]
-    return (start, period_s, flags, gates)
+    return (start, period_s, flags, _pairs(payload, _COUNT_SIZE, n))
 
 
 def pack_event(kind, index=0, value=0, lat_e6=0, lon_e6=0):

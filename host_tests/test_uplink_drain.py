@@ -167,5 +167,10 @@ def test_positions_wait_for_the_batching_period_but_a_stop_goes_at_once(tmp_path
     seq = q.append(R.STOP, R.pack_stop(1, 0, 0, 0, 0, 0, 0, 0, 0, 0, []), T0)
     d.offer_live(R.STOP, seq, T0, 0, b"")
     msgs = _pump(conn, d, clock, rounds=3)
-    assert [m[1].rsplit("/", 1)[1] for m in msgs] == ["stop", "pos"]  # the stop takes the positions along
+    # The stop goes alone; the positions keep waiting so they travel many to a message.
+    assert [m[1].rsplit("/", 1)[1] for m in msgs] == ["stop"]
+    assert q.depth() == 3
+    clock[0] += 30000  # batch_s later
+    msgs = _pump(conn, d, clock, rounds=3)
+    assert [(m[1].rsplit("/", 1)[1], m[2]["n"]) for m in msgs] == [("pos", 3)]
     assert q.depth() == 0

@@ -40,7 +40,7 @@ def micropython():
     return cand if os.path.exists(cand) else shutil.which("micropython")
 
 
-def layout(folder, device_id, host, port, route, uplink=None):
+def layout(folder, device_id, host, port, route, batch_s=10):
     """A board filesystem: device.json, secrets.json, boards/sim.json."""
     if os.path.isdir(folder):
         shutil.rmtree(folder)
@@ -54,8 +54,10 @@ def layout(folder, device_id, host, port, route, uplink=None):
               "bus": {"plate": "10-7777", "route": "1"},
               "geofences": [{"id": g["id"], "kind": g["kind"], "at": g["at"], "radius_m": g["radius_m"]}
                             for g in fences],
-              "uplink": uplink or {"batch_s": 10, "ack_ms": 30000, "connect_ms": 30000,
-                                   "backoff_min_ms": 1000, "backoff_max_ms": 15000}}
+              # Timeouts in virtual ms: generous, because free-running virtual time
+              # passes much faster than the real network round trips.
+              "uplink": {"batch_s": batch_s, "ack_ms": 30000, "connect_ms": 30000,
+                         "backoff_min_ms": 1000, "backoff_max_ms": 15000}}
     with open(os.path.join(folder, "device.json"), "w") as f:
         json.dump(device, f, indent=1)
     with open(os.path.join(folder, "secrets.json"), "w") as f:
@@ -106,7 +108,7 @@ class Run:
     def run(self):
         a = self.args
         folder = os.path.join(ROOT, "build", "sim", a.device)
-        layout(folder, a.device, self.broker.host, self.broker.port, a.route)
+        layout(folder, a.device, self.broker.host, self.broker.port, a.route, a.batch_s)
         scenario = {"route": a.route, "seed": a.seed, "accel": a.accel, "stops": a.stops, "laps": a.laps,
                     "gps_loss": [a.gps_loss_at, a.gps_loss_at + 30] if a.gps_loss_at >= 0 else None,
                     "profile": a.profile, "drain_s": a.drain_s, "busy": a.busy, "hours": a.hours}
@@ -235,6 +237,8 @@ def parse(argv=None):
     ap.add_argument("--laps", type=int, default=1, help="drive the route back and forth N times")
     ap.add_argument("--hours", type=float, default=0, help="stop after this many hours of driving (with --laps)")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--batch-s", type=int, default=10,
+                    help="uplink.batch_s: how late positions may go out (firmware default 60; 10 for a lively demo)")
     ap.add_argument("--busy", type=int, default=1, help="passenger volume factor (1 = normal)")
     ap.add_argument("--profile", choices=("clean", "noisy"), default="clean", help="beam signal quality")
     ap.add_argument("--outage-after", type=int, default=3, help="stop the broker after this stop (0 = never)")

@@ -23,6 +23,7 @@ LOOP_MS = 20  # idle sleep per iteration: pin callbacks run during it
 HEALTHY_AFTER_MS = 60000  # this long in the loop clears the crash counter
 QUEUE_DIR = "data"
 BIG_COMMIT_BYTES = 4096  # a commit larger than one flash block waits for closed doors
+STANDING_CMPS = 100  # below this a bus stands: speed 0, course of the last movement
 
 
 
@@ -153,6 +154,7 @@ class BusApp(App):
         self._fence_events = []
         self.ignition = board.ignition_on()
         self.last_fix_ms = None
+        self._sats = self._hdop = self._course = 0
         self.health.register("gps", lambda: dict(self.reader.stats), sparse=True)
         self.health.register("doors", self.doors.health, sparse=True)
         self.health.register("load", lambda: {"load": self.stops.load, "occ": self.stops.occupancy(),
@@ -189,10 +191,19 @@ class BusApp(App):
                                           t.lon_e6 if t.has_pos else 0), ts, flags)
 
     def position_record(self, fix, reason):
+        """A position record from the track's last kept fix. A standing bus
+        reports speed 0 and the course it last drove (the receiver's course at
+        rest is noise); event records made between fixes carry the last fix's
+        satellites and HDOP. Both keep the wire columns constant and short."""
         t = self.track
         ts, flags = self.stamp()
-        payload = R.pack_position(t.lat_e6, t.lon_e6, max(t.speed_cmps, 0), max(t.course_ddeg, 0), t.alt_dm,
-                                  fix.sats_used if fix else 0, fix.hdop_x10 if fix else 0, reason, t.odometer_m)
+        if fix is not None:
+            self._sats, self._hdop = fix.sats_used, fix.hdop_x10
+        speed = t.speed_cmps if t.speed_cmps >= STANDING_CMPS else 0
+        if speed and t.course_ddeg >= 0:
+            self._course = t.course_ddeg
+        payload = R.pack_position(t.lat_e6, t.lon_e6, speed, self._course, t.alt_dm, self._sats, self._hdop,
+                                  reason, t.odometer_m)
         self.record(R.POS, payload, ts, flags)
 
     def step(self):

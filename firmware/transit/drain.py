@@ -31,6 +31,7 @@ class Drain:
         self._live = None  # newest offered position (queue tuple)
         self._hw = {}  # rtype -> highest seq sent in a non-backlog message
         self._drain_now = False
+        self._priority_now = False
         self._last_drain = ticks_ms()
         self.reset(False)
 
@@ -46,13 +47,16 @@ class Drain:
         self._ack_deadline = 0
         self._catching_up = catching_up
         self._drain_now = True
+        self._priority_now = False
 
     def offer_live(self, rtype, seq, ts, flags, payload):
         if rtype == R.POS:
             if self._live is None or seq > self._live[0]:
                 self._live = (seq, rtype, flags, ts, payload)
         else:
-            self._drain_now = True
+            # A stop visit or an event goes at once, alone: positions keep
+            # waiting for batch_s so they travel many to a message.
+            self._priority_now = True
 
     def flush_now(self):
         self._drain_now = True
@@ -90,18 +94,25 @@ class Drain:
     def _due(self, now):
         depth = self.queue.depth()
         if depth == 0:
-            self._drain_now = False
+            self._drain_now = self._priority_now = False
             return False
         if depth > 2 * self.s["msg_records"]:
             self._catching_up = True
-        return (self._drain_now or self._catching_up or depth >= self.s["msg_records"]
+        return (self._drain_now or self._priority_now or self._catching_up or depth >= self.s["msg_records"]
                 or time.ticks_diff(now, self._last_drain) >= self.s["batch_s"] * 1000)
 
     def _peek(self, now):
         m = self.s["msg_records"]
         batch = self.queue.peek(m, m * 48)
-        self._last_drain = now
-        self._drain_now = False
+        only_priority = self._priority_now and not (
+            self._drain_now or self._catching_up or self.queue.depth() >= m
+            or time.ticks_diff(now, self._last_drain) >= self.s["batch_s"] * 1000)
+        self._priority_now = False
+        if only_priority:
+            batch = [r for r in batch if r[1] != R.POS]  # the queue acks per lane: positions stay
+        else:
+            self._last_drain = now
+            self._drain_now = False
         if not batch:
             return
         if len(batch) < m:

@@ -69,6 +69,9 @@ def main():
         hourly = [h - run.run_baseline for h in run.hourly]
         print("  firmware live data: peak %d bytes, at each hour %s (unix port, 64-bit)"
               % (t.get("peak_heap", 0) - run.run_baseline, hourly))
+    qs = t.get("queue") or {}
+    print("  queue: %d appended, %d commits, %d bytes written to flash, %d records acked before any commit"
+          % (qs.get("appended", 0), qs.get("commits", 0), qs.get("bytes_written", 0), qs.get("acked_in_ram", 0)))
     problems = run.check()
     print("  checks: %s" % ("all delivered, counts within tolerance" if not problems else "; ".join(problems)))
 

@@ -253,7 +253,7 @@ def main(path):
                     break
         app.queue.commit()
         say("truth", json.dumps({"served": scen.served, "seconds": scen.seconds, "depth": app.queue.depth(),
-                                 "load": app.stops.load, "peak_heap": peak, "uplink": app.uplink.stats.get("msgs"),
+                                 "load": app.stops.load, "peak_heap": peak, "queue": app.queue.stats, "uplink": app.uplink.stats.get("msgs"),
                                  "visits": app.stops.n}))
         app.uplink.close()
 

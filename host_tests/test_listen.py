@@ -1,0 +1,65 @@
+"""The broker-side listener: validated, de-duplicated records to JSON lines
+and CSV, and a fleet table that only live positions move."""
+
+import csv
+import json
+import subprocess
+import sys
+import threading
+import time
+
+from harness import paths
+
+sys.path.insert(0, paths.TOOLS)
+import listen  # noqa: E402
+
+POS_LIVE = {"v": 1, "d": "bus-0107", "s": 10, "t": 1795766400, "n": 2, "dt": 15,
+            "la": [16821234, 300], "lo": [100262345, -200], "sp": [833, 900], "co": [900, 0], "al": 450,
+            "sa": 9, "hd": 12, "rs": 1, "od": [1000, 40]}
+POS_BACKLOG = dict(POS_LIVE, s=4, t=1795766000, n=1, bl=1, la=[16800000], lo=[100200000], sp=[0], co=[0],
+                   od=[900])
+STOP = {"v": 1, "d": "bus-0107", "s": 12, "t": 1795766460,
+        "r": [{"q": 12, "t": 1795766460, "id": 65537, "to": 1795766420, "tc": 1795766460, "la": 16821534,
+               "lo": 100262145, "od": 1040, "dw": 40, "ld": 17, "oc": 1, "qf": 0, "dr": [[5, 2], [3, 0]]}]}
+
+
+def test_fleet_moves_a_bus_only_with_live_positions_and_drops_duplicates():
+    fleet = listen.Fleet()
+    fleet.feed("phs/bus/bus-0107/pos", json.dumps(POS_LIVE).encode())
+    fleet.feed("phs/bus/bus-0107/pos", json.dumps(POS_BACKLOG).encode())  # older, backlog: must not move the bus
+    fleet.feed("phs/bus/bus-0107/stop", json.dumps(STOP).encode())
+    fleet.feed("phs/bus/bus-0107/stop", json.dumps(STOP).encode())  # a resend after a lost PUBACK
+    fleet.feed("phs/bus/bus-0107/pos", b'{"v":1,"d":"bus-0107"}')  # invalid: counted, not fatal
+    v = fleet.vehicles["bus-0107"]
+    assert (v.pos["lat_e6"], v.pos["lon_e6"]) == (16821534, 100262145)
+    assert (v.visits, v.boardings, v.alightings, v.load) == (1, 8, 2, 17)
+    assert v.stream.duplicates == 1 and fleet.invalid == 1
+    table = "\n".join(fleet.table())
+    assert "16.82153,100.26215" in table and "many seats" in table and "invalid messages: 1" in table
+
+
+def test_listener_cli_writes_json_lines_and_csv(broker, tmp_path):
+    jsonl, csvf = tmp_path / "out.jsonl", tmp_path / "out.csv"
+    proc = subprocess.Popen([sys.executable, paths.TOOLS + "/listen.py", "--port", str(broker.port),
+                             "--jsonl", str(jsonl), "--csv", str(csvf), "--seconds", "4", "--every", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    time.sleep(1.5)
+    import paho.mqtt.publish as publish
+    for topic, doc in (("phs/bus/bus-0107/pos", POS_LIVE), ("phs/bus/bus-0107/stop", STOP)):
+        publish.single(topic, json.dumps(doc), qos=1, hostname=broker.host, port=broker.port)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    rows = [json.loads(l) for l in jsonl.read_text().splitlines()]
+    assert [(r["kind"], r["seq"]) for r in rows] == [("pos", 10), ("pos", 11), ("stop", 12)]
+    assert rows[2]["boardings"] == 8 and rows[2]["load"] == 17
+    with open(csvf) as f:
+        assert len(list(csv.DictReader(f))) == 3
+    assert "bus-0107" in out
+
+
+def test_listener_says_clearly_when_the_broker_is_unreachable():
+    from localbroker import free_port
+    proc = subprocess.run([sys.executable, paths.TOOLS + "/listen.py", "--port", str(free_port()), "--seconds", "1"],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2
+    assert "cannot reach the broker" in proc.stderr

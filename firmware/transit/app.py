@@ -12,7 +12,7 @@ complete iteration, so a hung step resets the board.
 import gc
 import time
 
-from dqueue import DurableQueue
+from dqueue import DEFAULT_BUDGET, DurableQueue
 from transit import VERSION, records as R
 from transit.commands import Commands
 from transit.health import Health, queue_source
@@ -49,7 +49,10 @@ class App:
         self.healthy_marked = False
         qs = cfg.group("queue")
         _mkdir(QUEUE_DIR)
-        self.queue = DurableQueue(QUEUE_DIR + "/q", budget_bytes=qs.get("budget_kib", 512) * 1024,
+        # Default budget: the queue's own (1.5 MiB: 7 days of positions on a 2 MiB
+        # filesystem); boards with the OTA layout set queue.budget_kib to ~576.
+        budget = qs["budget_kib"] * 1024 if "budget_kib" in qs else DEFAULT_BUDGET
+        self.queue = DurableQueue(QUEUE_DIR + "/q", budget_bytes=budget,
                                   commit_ms=qs.get("commit_ms", COMMIT_MS), commit_records=qs.get("commit_records", 64),
                                   priority_types=R.PRIORITY_TYPES)
         self.health = Health(cfg["device_id"], board.reset_cause())

@@ -86,3 +86,46 @@ def test_hung_step_resets_the_board_and_the_queue_survives(mp, tmp_path):
     # The first boot ran healthy for more than a minute before it hung, so it
     # cleared the crash counter: only this boot counts until it is healthy.
     assert crashes[1:] == ["1", "boots", "2"]
+
+
+FLAKY_STEP = """
+import machine, network, fakeclock
+fakeclock.CLOCK.set_virtual(0, utc_s=1795766400)
+import transit.startup
+from transit import app as appmod
+
+def run(cfg, board, state):
+    a = appmod.build(cfg, board, state, wlan=board.wlan())
+    real = a.doors.step
+    calls = [0]
+    def sometimes_broken():
+        calls[0] += 1
+        if calls[0] in (3, 4):
+            raise ValueError('sensor glitch %%d' %% calls[0])
+        real()
+    a.doors.step = sometimes_broken
+    a.run(max_loops=400)
+    st = a.loop_status()
+    print('survived', a.loops, st['errors'], st['last_error'], a.health.document()['loop']['errors'])
+    def always_broken():
+        raise ValueError('sensor bus dead')
+    a.doors.step = always_broken
+    a.run(max_loops=100)
+    print('not reached')
+
+transit.startup.main(run=run, board_dirs=(%(boards)r,))
+"""
+
+
+def test_an_error_in_one_step_is_counted_and_the_loop_goes_on_but_a_burst_resets(mp, tmp_path):
+    (tmp_path / "device.json").write_text(json.dumps(DEVICE))
+    (tmp_path / "secrets.json").write_text(json.dumps(SECRETS))
+    res = mp.run(FLAKY_STEP % {"boards": paths.BOARDS}, cwd=str(tmp_path), heap=HEAP, check=False)
+    out = res.stdout + res.stderr
+    line = [l for l in res.stdout.splitlines() if l.startswith("survived")][0]
+    # 400 iterations, 2 failed: 398 completed, both errors counted, the last one shown in the status.
+    assert line.startswith("survived 398 2 ValueError(") and "sensor glitch 4" in line and line.endswith(" 2")
+    assert "not reached" not in out
+    assert "ValueError: sensor bus dead" in out and "ResetRequested: 5" in out  # recorded, then a reset
+    state = json.loads((tmp_path / "bootstate.json").read_text())
+    assert "sensor bus dead" in state["last_error"]

@@ -28,6 +28,7 @@ BIG_COMMIT_BYTES = 4096  # a commit larger than one flash block waits for closed
 # written to flash; a power cut can lose at most 90 s of positions (stop
 # visits, counts and events are flushed at once).
 COMMIT_MS = 90000
+ERROR_BURST = 20  # this many step errors within a minute: give up and reset
 STANDING_CMPS = 100  # below this a bus stands: speed 0, course of the last movement
 
 
@@ -45,6 +46,9 @@ class App:
         self.running = True
         self.loops = 0
         self.errors = 0
+        self.last_error = ""
+        self._burst = 0
+        self._burst_start = time.ticks_ms()
         self.t_start = time.ticks_ms()
         self.healthy_marked = False
         qs = cfg.group("queue")
@@ -106,7 +110,27 @@ class App:
         self.record(R.EVENT, R.pack_event(R.EV_BOOT, 0, self.boot_cause), 0, R.FLAG_TIME_UNKNOWN)
 
     def loop_status(self):
-        return {"loops": self.loops, "errors": self.errors}
+        return {"loops": self.loops, "errors": self.errors, "last_error": self.last_error}
+
+    def guarded_step(self):
+        """One iteration; an unexpected error is counted and shown in the status
+        and the loop goes on (the queue keeps what it has). Errors in a burst
+        (ERROR_BURST within a minute) re-raise: startup records it and resets."""
+        try:
+            self.step()
+            return True
+        except Exception as e:  # counted in loop.errors and reported as loop.last_error
+            now = time.ticks_ms()
+            if time.ticks_diff(now, self._burst_start) > 60000:
+                self._burst_start = now
+                self._burst = 0
+            self._burst += 1
+            self.errors += 1
+            self.last_error = repr(e)[:120]
+            print("loop error:", self.last_error)
+            if self._burst >= ERROR_BURST:
+                raise
+            return False
 
     # --- the loop --------------------------------------------------------
     def step(self):
@@ -127,8 +151,8 @@ class App:
             self.wdt = self.board.watchdog(self.cfg["watchdog_ms"])
         n = 0
         while self.running and (max_loops is None or n < max_loops):
-            self.step()
-            self.wdt.feed()  # only after a complete iteration
+            if self.guarded_step():
+                self.wdt.feed()  # only after a complete iteration
             n += 1
             time.sleep_ms(loop_ms)
             if n % 50 == 0:

@@ -2,18 +2,7 @@
 damaged fields are rejected and counted. Runs under CPython and the unix port (64K)."""
 
 import nmea
-
-
-def S(body):
-    """b'$' + body + '*hh' with the right checksum."""
-    x = 0
-    for c in body.encode():
-        x ^= c
-    return ("$%s*%02X" % (body, x)).encode()
-
-
-def reader(**kw):
-    return nmea.NmeaReader(None, **kw)
+from nmeatest import S, reader
 
 
 def one_epoch(*bodies, **kw):

@@ -7,18 +7,7 @@ import time
 import machine
 import nmea
 from fakeclock import CLOCK
-
-
-def S(body):
-    """b'$' + body + '*hh' with the right checksum."""
-    x = 0
-    for c in body.encode():
-        x ^= c
-    return ("$%s*%02X" % (body, x)).encode()
-
-
-def reader(**kw):
-    return nmea.NmeaReader(None, **kw)
+from nmeatest import S, reader
 
 
 def test_line_of_102_characters_is_accepted_and_longer_ones_are_counted():

@@ -123,6 +123,7 @@ class Board:
         self.machine = machine
         self.desc = desc
         self.name = desc["name"]
+        self._ign_pin = None
 
     def gps_uart(self):
         g = self.desc["gps"]
@@ -157,10 +158,13 @@ class Board:
         return (self.output_pin(led["pin"]), led.get("active_low", False)) if led else (None, False)
 
     def ignition_on(self):
+        """Read every loop iteration: the Pin is made once, not per call."""
         ign = self.desc.get("ignition")
         if not ign:
             return True
-        v = self.input_pin(ign["pin"], False).value()
+        if self._ign_pin is None:
+            self._ign_pin = self.input_pin(ign["pin"], False)
+        v = self._ign_pin.value()
         return (v == 0) if ign.get("active_low") else (v == 1)
 
     def ble(self):

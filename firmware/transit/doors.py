@@ -150,6 +150,13 @@ class Doors:
         d = self.doors[i]
         return d.ins, d.outs
 
+    def boardings(self, i):
+        """Like counts(i)[0], without making a tuple (the loop reads it every step)."""
+        return self.doors[i].ins
+
+    def alightings(self, i):
+        return self.doors[i].outs
+
     def lost(self, i):
         """Edges lost plus crossings given up on door i since boot."""
         f = self.bank.fsms[i]

@@ -167,20 +167,26 @@ def _column(w, key, vals, n, running):
     w.byte(93)
 
 
+def _deltas(w, recs, k):
+    """[x0-x0, x1-x0, x2-x1, ...] of field k of the queue records (first 0)."""
+    w.byte(91)
+    prev = recs[0][k]
+    for i in range(len(recs)):
+        if i:
+            w.byte(44)
+        w.int(recs[i][k] - prev)
+        prev = recs[i][k]
+    w.byte(93)
+
+
 def _pos_columns(w, recs):
     n = len(recs)
     w.raw(b',"n":')
     w.int(n)
     seq0 = recs[0][0]
     if recs[n - 1][0] - seq0 != n - 1:  # not contiguous: seq deltas
-        w.raw(b',"q":[')
-        prev = seq0
-        for i in range(n):
-            if i:
-                w.byte(44)
-            w.int(recs[i][0] - prev)
-            prev = recs[i][0]
-        w.byte(93)
+        w.raw(b',"q":')
+        _deltas(w, recs, 0)
     ts0 = recs[0][3]
     step = recs[1][3] - ts0 if n > 1 else 0
     regular = True
@@ -192,14 +198,7 @@ def _pos_columns(w, recs):
     if regular:  # evenly spaced: one number, the interval
         w.int(step)
     else:
-        w.byte(91)
-        prev = ts0
-        for i in range(n):
-            if i:
-                w.byte(44)
-            w.int(recs[i][3] - prev)
-            prev = recs[i][3]
-        w.byte(93)
+        _deltas(w, recs, 3)
     rows = [R.unpack_position(r[4]) for r in recs]
     col = [0] * n
     for c in range(len(POS_COLUMNS)):

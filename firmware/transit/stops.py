@@ -98,6 +98,7 @@ class StopVisits:
     """Turns door activity into stop visits and keeps the live load.
 
     doors: object with len(), is_open(i), active(i), counts(i) -> (in, out),
+    boardings(i), alightings(i),
     lost(i), faulty(i) (transit.doors.Doors). position(): None or
     (lat_e6, lon_e6, odometer_m, unix_s, time_known)."""
 
@@ -113,6 +114,10 @@ class StopVisits:
         self.n = 0
         n = len(doors)
         self._seen = [list(doors.counts(i)) for i in range(n)]
+        # Bound once: step() runs every loop iteration and must not allocate.
+        self._is_open = doors.is_open
+        self._active = doors.active
+        self._faulty = doors.faulty
         self._lost = [doors.lost(i) for i in range(n)]
         self.state = _IDLE
         self.visit = None
@@ -136,7 +141,8 @@ class StopVisits:
         v = self.visit
         net = 0
         for i in range(len(self.doors)):
-            b, a = self.doors.counts(i)
+            b = self.doors.boardings(i)
+            a = self.doors.alightings(i)
             seen = self._seen[i]
             db, da = b - seen[0], a - seen[1]
             seen[0], seen[1] = b, a
@@ -165,10 +171,10 @@ class StopVisits:
         """Call every loop after doors.step()."""
         now = ticks_ms() if now_ms is None else now_ms
         if self.state == _IDLE:
-            if self._any(self.doors.is_open):
+            if self._any(self._is_open):
                 self._start(now)
         self._take_counts()
-        is_open = self._any(self.doors.is_open)
+        is_open = self._any(self._is_open)
         if self.state == _OPEN:
             if is_open:
                 self.open_now = True
@@ -176,7 +182,7 @@ class StopVisits:
                 if self.open_now:  # the last door just closed
                     self.open_now = False
                     self.closed_ms = now
-                if not self._any(self.doors.active):
+                if not self._any(self._active):
                     self.state = _CLOSING
         elif self.state == _CLOSING:
             if ticks_diff(now, self.closed_ms) >= self.merge_ms or not self._same_place():
@@ -215,7 +221,7 @@ class StopVisits:
         v.dwell_s = ticks_diff(self.closed_ms, self.open_ms) // 1000
         v.t_close_unix = v.t_open_unix + v.dwell_s
         v.load_departure = self.load
-        faulty = self._any(self.doors.faulty) or v.quality & Q_FAULT
+        faulty = self._any(self._faulty) or v.quality & Q_FAULT
         v.occupancy_status = occupancy_status(self.load, self.seats, self.standing, faulty)
         self.outbox.append(v)
         self.visit = None
@@ -230,7 +236,7 @@ class StopVisits:
 
     def occupancy(self):
         """Live GTFS-RT occupancy_status (NO_DATA_AVAILABLE while a sensor is faulty)."""
-        return occupancy_status(self.load, self.seats, self.standing, self._any(self.doors.faulty))
+        return occupancy_status(self.load, self.seats, self.standing, self._any(self._faulty))
 
     def pop(self):
         """The oldest finished visit, or None."""

@@ -120,8 +120,10 @@ def test_a_loop_that_defers_blocking_calls_while_busy_loses_nothing():
     assert deferred > 300
 
 
-def test_a_blocking_call_with_doors_open_loses_crossings_as_errors_not_passengers():
-    doors = setup(2)
+def _two_crossings_each_way_through_a_blocking_call(pcnt=False):
+    """Both doors open; two boardings at door 0 and two alightings at door 1
+    happen inside a 2.5 s call that services no callbacks (a TLS handshake)."""
+    doors = setup(2, pcnt=pcnt)
     ev = door(500, 9000, 0) + door(500, 9000, 1)
     for i in range(2):
         ev += crossing(1100 + 800 * i, 0, bounce=True) + crossing(1150 + 800 * i, 1, inward=False, bounce=True)
@@ -129,6 +131,11 @@ def test_a_blocking_call_with_doors_open_loses_crossings_as_errors_not_passenger
     run(doors, 1000)
     machine.stall(2500, 0)
     run(doors, 12000)
+    return doors
+
+
+def test_a_blocking_call_with_doors_open_loses_crossings_as_errors_not_passengers():
+    doors = _two_crossings_each_way_through_a_blocking_call()
     assert machine.scheduler().dropped > 0
     b0, a0 = doors.counts(0)
     b1, a1 = doors.counts(1)
@@ -138,14 +145,7 @@ def test_a_blocking_call_with_doors_open_loses_crossings_as_errors_not_passenger
 
 
 def test_pcnt_cross_check_recovers_crossings_lost_in_a_blocking_call():
-    doors = setup(2, pcnt=True)
-    ev = door(500, 9000, 0) + door(500, 9000, 1)
-    for i in range(2):
-        ev += crossing(1100 + 800 * i, 0, bounce=True) + crossing(1150 + 800 * i, 1, inward=False, bounce=True)
-    inject(ev)
-    run(doors, 1000)
-    machine.stall(2500, 0)
-    run(doors, 12000)
+    doors = _two_crossings_each_way_through_a_blocking_call(pcnt=True)
     assert machine.scheduler().dropped > 0
     assert doors.counts(0) == (2, 0) and doors.counts(1) == (0, 2)
     assert sum(doors.health()["recovered"]) > 0

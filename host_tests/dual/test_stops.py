@@ -27,6 +27,12 @@ class FakeDoors:
     def counts(self, i):
         return self.cnt[i][0], self.cnt[i][1]
 
+    def boardings(self, i):
+        return self.cnt[i][0]
+
+    def alightings(self, i):
+        return self.cnt[i][1]
+
     def lost(self, i):
         return self.lst[i]
 

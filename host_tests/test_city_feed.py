@@ -166,3 +166,15 @@ def test_planner_export_has_one_row_per_visit_and_door_and_today_sums_them():
         on[r["stop_id"]][1] += int(r["alightings"])
     assert on == state.today()
     assert export.csv_text(state, day="2000-01-01").count("\n") == 1  # header only
+
+
+def test_seen_seqs_accept_any_order_once():
+    import random
+    from city.state import SeqSet
+    seqs = list(range(1000, 1300)) + list(range(5, 40))
+    for seed in range(5):
+        random.Random(seed).shuffle(seqs)
+        s = SeqSet()
+        assert all(s.add(q) for q in seqs)
+        assert not any(s.add(q) for q in seqs)
+        assert len(s) == len(seqs) and s.lo == [5, 1000] and s.hi == [39, 1299]

@@ -13,6 +13,7 @@ All methods are called under `lock` by the MQTT thread; readers (feed, page,
 export) take the same lock for a consistent snapshot.
 """
 
+import bisect
 import os
 import sys
 import threading
@@ -29,29 +30,38 @@ STALE_S = 180  # a bus with no message for this long is stale on the page
 
 
 class SeqSet:
-    """Seen sequence numbers of one (device, epoch): a floor below which all
-    were seen plus the set above it, so memory stays small once gaps fill."""
+    """Seen sequence numbers of one (device, epoch) as sorted disjoint ranges
+    [lo, hi]: memory grows with the gaps, not the records, and any order of
+    arrival (live, backlog, another copy's journal) gives the same set."""
 
-    __slots__ = ("floor", "above")
+    __slots__ = ("lo", "hi")
 
     def __init__(self):
-        self.floor = -1
-        self.above = set()
+        self.lo = []  # range starts, ascending
+        self.hi = []  # range ends (inclusive)
 
     def add(self, seq):
         """True when seq is new."""
-        if seq <= self.floor or seq in self.above:
+        lo, hi = self.lo, self.hi
+        i = bisect.bisect_right(lo, seq)  # ranges 0..i-1 start at or below seq
+        if i and seq <= hi[i - 1]:
             return False
-        self.above.add(seq)
-        if self.floor < 0 and len(self.above) == 1:
-            self.floor = seq - 1  # the first record seen starts the window
-        while self.floor + 1 in self.above:
-            self.floor += 1
-            self.above.discard(self.floor)
+        join_left = i and hi[i - 1] == seq - 1
+        join_right = i < len(lo) and lo[i] == seq + 1
+        if join_left and join_right:
+            hi[i - 1] = hi[i]
+            del lo[i], hi[i]
+        elif join_left:
+            hi[i - 1] = seq
+        elif join_right:
+            lo[i] = seq
+        else:
+            lo.insert(i, seq)
+            hi.insert(i, seq)
         return True
 
     def __len__(self):
-        return len(self.above)
+        return sum(h - l + 1 for l, h in zip(self.lo, self.hi))
 
 
 class Vehicle:

@@ -8,9 +8,9 @@ STAMP := $(VENV)/.installed
 MPYLIB_STAMP := build/mpylib/.fetched
 PYTEST_ARGS ?=
 
-.PHONY: setup test sim bench clean mosquitto flash doctor provision vboard
+.PHONY: setup test sim bench clean mosquitto chromium flash doctor provision vboard
 
-setup: $(STAMP) $(MPYLIB_STAMP) mosquitto
+setup: $(STAMP) $(MPYLIB_STAMP) mosquitto chromium
 
 $(STAMP): requirements.txt
 	@test -x $(VPY) || { echo "setup: creating virtualenv in $(VENV)"; $(PYTHON) -m venv $(VENV); }
@@ -24,6 +24,9 @@ $(MPYLIB_STAMP): $(STAMP) lib/mpy-packages.json tools/fetch_mpy_packages.py
 
 mosquitto:
 	@bash tools/ensure_mosquitto.sh
+
+chromium:
+	@bash tools/ensure_chromium.sh
 
 test: setup
 	$(VPY) -m pytest host_tests $(PYTEST_ARGS)

@@ -229,9 +229,17 @@ class FleetState:
             c[1] += a
 
     # --- readers (call with self.lock held) ------------------------------
+    def service_day(self):
+        """The local day the page shows: today by the clock, or the latest day
+        with stop visits when today has none yet (after midnight; a replay)."""
+        day = local_day(self.clock())
+        if day in self.per_stop or not self.per_stop:
+            return day
+        return max(self.per_stop)
+
     def today(self):
-        """{stop_id: [boardings, alightings]} for the local day of the clock."""
-        return self.per_stop.get(local_day(self.clock()), {})
+        """{stop_id: [boardings, alightings]} for service_day()."""
+        return self.per_stop.get(self.service_day(), {})
 
     def changes(self, since):
         """Summaries of vehicles changed after version `since`."""

@@ -120,7 +120,7 @@ class Web:
         s = self.state
         with s.lock:
             return {"ver": s.version, "now": int(s.clock()), "vehicles": s.changes(since),
-                    "today": {k: list(v) for k, v in s.today().items()}}
+                    "day": s.service_day(), "today": {k: list(v) for k, v in s.today().items()}}
 
     def stats(self):
         s = self.state

@@ -1,5 +1,6 @@
 # Phitsanulok transit edge firmware: host-side entry points.
-#   make sim    run the simulated bus against a local Mosquitto (README's main command)
+#   make sim    run the simulated bus against a local Mosquitto (README's main command);
+#               make sim CITY=1 also starts the city bridge and prints the live page's address
 #   make test   run the whole test suite (sets itself up on a fresh machine)
 PYTHON ?= python3
 VENV := .venv
@@ -32,7 +33,7 @@ test: setup
 	$(VPY) -m pytest host_tests $(PYTEST_ARGS)
 
 sim: setup
-	$(VPY) tools/sim.py $(SIM_ARGS)
+	$(VPY) tools/sim.py $(if $(CITY),--bridge) $(SIM_ARGS)
 
 bench: setup
 	@for b in bench/*.py; do echo "== $$b"; $(VPY) $$b || exit 1; done

@@ -178,3 +178,11 @@ def test_seen_seqs_accept_any_order_once():
         assert all(s.add(q) for q in seqs)
         assert not any(s.add(q) for q in seqs)
         assert len(s) == len(seqs) and s.lo == [5, 1000] and s.hi == [39, 1299]
+
+
+def test_make_sim_city_option_reaches_the_simulator():
+    import sim
+    a = sim.parse(["--bridge", "--bridge-port", "0"])
+    assert a.bridge and a.bridge_port == 0
+    with open(os.path.join(os.path.dirname(gtfs_build.HERE), "..", "Makefile")) as f:
+        assert "$(if $(CITY),--bridge)" in f.read()

@@ -12,6 +12,7 @@ checked against the generated passengers.
 
     make sim                                  # whole route, 20x real time
     make sim SIM_ARGS="--accel 0 --stops 4"   # as fast as possible, first 4 stops
+    make sim CITY=1                           # also the city bridge: live page, GTFS-RT (docs/city.md)
 """
 
 import argparse
@@ -250,7 +251,20 @@ def parse(argv=None):
     ap.add_argument("--every", type=float, default=3.0, help="seconds between live table refreshes")
     ap.add_argument("--no-table", dest="table", action="store_false")
     ap.add_argument("--verbose", action="store_true")
+    ap.add_argument("--bridge", action="store_true", help="also run the city bridge and print the live page's address")
+    ap.add_argument("--bridge-port", type=int, default=8080, help="HTTP port of the bridge (0: a free one)")
     return ap.parse_args(argv)
+
+
+def start_bridge(args, broker):
+    """The city bridge (tools/city) on the sim's broker; returns it after printing the page's address."""
+    from city.bridge import Bridge, parse as bridge_args
+    b = Bridge(bridge_args(["--host", broker.host, "--port", str(broker.port), "--id", "city-bridge-sim",
+                            "--data", os.path.join(ROOT, "build", "sim", "city"), "--http-port",
+                            str(args.bridge_port)])).start()
+    print("sim: live operations page at %s  (GTFS-Realtime: %sgtfs-rt/vehicle-positions.pb?format=json)"
+          % (b.web.url, b.web.url), flush=True)
+    return b
 
 
 def main(argv=None):
@@ -272,10 +286,15 @@ def main(argv=None):
         args.outage_after = 0
     else:
         own = broker = Broker(os.path.join(ROOT, "build", "sim", "broker"), persistence=True).start()
+    bridge = start_bridge(args, broker) if args.bridge else None
     run = Run(args, broker)
     try:
         rc = run.run()
+        if bridge and sys.stdin.isatty():
+            input("sim: the page stays up at %s; press Enter to stop " % bridge.web.url)
     finally:
+        if bridge:
+            bridge.stop()
         if own:
             own.stop()
     print("\n".join(run.fleet.table()))

@@ -25,6 +25,7 @@ from umqtt.simple import MQTTClient, MQTTException
 
 from transit import settings as _settings
 from transit import schema
+from transit.config import broker_hosts
 from transit.drain import Drain, _HEADROOM
 from transit.mqttio import Conn, ConnectError, mqtt_connect, umqtt_info
 
@@ -83,8 +84,9 @@ class Uplink:
                         ("pos", "stop", "count", "event", "roster", "status", "ack")}
         self.cmd_topic = schema.topic(root, role, dev, schema.KIND_CMD)
         self._cmd_b = self.cmd_topic.encode()
-        self.host = cfg.get("broker.host")
-        self.port = cfg.get("broker.port")
+        self._hosts = broker_hosts(cfg)  # broker.host, then broker.hosts: the next one after each failure
+        self._host_i = 0
+        self.host, self.port = self._hosts[0]
         self.tls = None
         self._tls_error = None
         if cfg.get("broker.tls"):
@@ -226,6 +228,9 @@ class Uplink:
     def _backoff(self, why):
         """Exponential backoff with +-50 % jitter, so a fleet does not reconnect in step."""
         self.stats["last_error"] = why
+        if len(self._hosts) > 1:  # another cluster node may be up
+            self._host_i = (self._host_i + 1) % len(self._hosts)
+            self.host, self.port = self._hosts[self._host_i]
         self._fails += 1
         base = self.s["backoff_min_ms"] << min(self._fails - 1, 16)
         base = min(base, self.s["backoff_max_ms"])

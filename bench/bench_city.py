@@ -177,7 +177,7 @@ def one(buses, a, workdir):
            "feed_polls": poller.polls, "records_acked": sum(acked.values()), "records_lost": lost,
            "unacked_by_broker": res["unacked"], "invalid": stats["invalid"],
            "sims": len(sim_runs), "sim_records_lost": sim_lost,
-           "sim_records": sum(got.get(r.args.device, 0) for r, _ in sim_runs)}
+           "sim_records": sum(got.get(r.args.device, 0) for r, _ in sim_runs), "loadavg": os.getloadavg()[0]}
     bridge.terminate()
     bridge.wait(10)
     broker.stop()

@@ -41,7 +41,7 @@ def micropython():
     return cand if os.path.exists(cand) else shutil.which("micropython")
 
 
-def layout(folder, device_id, host, port, route, batch_s=10):
+def layout(folder, device_id, host, port, route, batch_s=10, hosts=None, password=""):
     """A board filesystem: device.json, secrets.json, boards/sim.json."""
     if os.path.isdir(folder):
         shutil.rmtree(folder)
@@ -50,7 +50,8 @@ def layout(folder, device_id, host, port, route, batch_s=10):
     with open(route) as f:
         fences = json.load(f).get("geofences", [])
     device = {"device_id": device_id, "role": "bus", "board": "sim", "topic_root": "phs",
-              "broker": {"host": host, "port": port, "tls": False, "keepalive_s": 30},
+              "broker": dict({"host": host, "port": port, "tls": False, "keepalive_s": 30},
+                             **({"hosts": hosts} if hosts else {})),
               "networks": [{"ssid": "phs-sim"}],
               "bus": {"plate": "10-7777", "route": "1"},
               "geofences": [{"id": g["id"], "kind": g["kind"], "at": g["at"], "radius_m": g["radius_m"]}
@@ -62,7 +63,7 @@ def layout(folder, device_id, host, port, route, batch_s=10):
     with open(os.path.join(folder, "device.json"), "w") as f:
         json.dump(device, f, indent=1)
     with open(os.path.join(folder, "secrets.json"), "w") as f:
-        json.dump({"wifi": {"phs-sim": "sim-wifi-key"}, "mqtt_password": ""}, f)
+        json.dump({"wifi": {"phs-sim": "sim-wifi-key"}, "mqtt_password": password}, f)
 
 
 def import_path():
@@ -109,7 +110,11 @@ class Run:
     def run(self):
         a = self.args
         folder = os.path.join(ROOT, "build", "sim", a.device)
-        layout(folder, a.device, self.broker.host, self.broker.port, a.route, a.batch_s)
+        host, port, more = self.broker.host, self.broker.port, None
+        if a.broker_hosts:  # the board's own broker list; the listener stays on --broker
+            nodes = a.broker_hosts.split(",")
+            host, port, more = nodes[0].rpartition(":")[0], int(nodes[0].rpartition(":")[2]), nodes[1:]
+        layout(folder, a.device, host, port, a.route, a.batch_s, more, a.mqtt_password)
         scenario = {"route": a.route, "seed": a.seed, "accel": a.accel, "stops": a.stops, "laps": a.laps,
                     "gps_loss": [a.gps_loss_at, a.gps_loss_at + 30] if a.gps_loss_at >= 0 else None,
                     "profile": a.profile, "drain_s": a.drain_s, "busy": a.busy, "hours": a.hours}
@@ -231,6 +236,9 @@ class Run:
 def parse(argv=None):
     ap = argparse.ArgumentParser(description="Simulated Phitsanulok bus publishing to a local broker")
     ap.add_argument("--broker", help="HOST:PORT of an existing broker (default: start a private Mosquitto)")
+    ap.add_argument("--broker-hosts", help="the board's broker nodes HOST:PORT,... (broker.host then broker.hosts: a cluster); "
+                    "the listener stays on --broker")
+    ap.add_argument("--mqtt-password", default="", help="the board's broker password (secrets.json)")
     ap.add_argument("--device", default="bus-sim01")
     ap.add_argument("--route", default=ROUTE)
     ap.add_argument("--accel", type=float, default=20, help="times real time; 0 = as fast as possible (default 20)")

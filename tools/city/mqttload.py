@@ -42,6 +42,7 @@ class Conn:
         self.reader = self.writer = None
         self.acked = 0
         self.task = None
+        self.closed = False  # the broker went away: the caller reconnects and resends `pending`
 
     async def connect(self, host, port, user=None, password=None, will=None, keepalive=600, timeout=30):
         self.reader, self.writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
@@ -97,7 +98,7 @@ class Conn:
                     if self.on_ack and info is not None:
                         self.on_ack(info)
         except (asyncio.IncompleteReadError, ConnectionError):
-            return
+            self.closed = True
 
     async def drain(self):
         await self.writer.drain()

@@ -34,6 +34,7 @@ class Web:
         self.tiles = tiles  # e.g. "http://tiles.local/{z}/{x}/{y}.png"; None: draw shapes only
         self.extra_stats = stats or (lambda: {})
         self.stopping = threading.Event()
+        self.clients_gone = 0
         web = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -46,7 +47,7 @@ class Web:
                 try:
                     web.route(self)
                 except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client went away; nothing to answer
+                    web.clients_gone += 1  # the client went away (a closed page, a poller's timeout)
 
         self.httpd = ThreadingHTTPServer((host, port), Handler)
         self.httpd.daemon_threads = True
@@ -133,6 +134,7 @@ class Web:
         doc["feed"] = {"builds": self.feed.builds,
                        "build_ms_p50": b[len(b) // 2] if b else None,
                        "build_ms_p99": b[min(len(b) - 1, len(b) * 99 // 100)] if b else None}
+        doc["http_clients_gone"] = self.clients_gone
         doc.update(self.extra_stats())
         return doc
 

@@ -79,6 +79,7 @@ class App:
     def reboot(self):
         self.uplink.close()
         self.queue.commit()
+        self.state.plan("reboot command")  # a planned reset: never counted as a crash
         self.board.reset()
 
     def flush(self):

@@ -4,11 +4,15 @@ Entered when the configuration or board file is invalid, the safe-mode
 button is held at boot, or the application crashed too often in a row. It
 returns to main.py, which returns to the REPL, so a technician can connect
 with mpremote and fix the files; the reason is printed and kept in
-`safemode.txt` for `make doctor`. After a crash loop a timer retries the application once an hour
+`safemode.txt` for `make doctor`. When the configuration loaded and allows
+it (`safe_mode_report`, default true), the board also tells the broker
+(transit/safereport.py): a retained status with "safe" and the safe-mode
+event. After a crash loop a timer retries the application once an hour
 (RETRY_MS): if the cause is gone, the board leaves safe mode by itself.
 """
 
 REASON_FILE = "safemode.txt"
+BUTTON = "safe-mode button held at boot"
 RETRY_MS = 3600000  # after a crash loop: try the application again once an hour
 _STEP_MS = 150  # LED pattern: three short blinks, then 1.5 s dark
 _STEPS = 16
@@ -48,6 +52,15 @@ def enter(reason, board=None, machine=None, cfg=None, state=None, crash_loop=Fal
             timer.init(mode=m.Timer.PERIODIC, period=_STEP_MS, callback=blinker.tick)
     if crash_loop and board is not None and state is not None and cfg is not None:
         _arm_retry(board, machine or board.machine, state, cfg["crash_limit"])
+    if cfg is not None and cfg.get("safe_mode_report", True) and not reason.startswith(BUTTON):
+        # Bounded (about 30 s at worst); Ctrl-C skips it. Not when the button is
+        # held: the technician is at the board and wants the REPL now.
+        try:
+            from transit import safereport
+            print("safe mode: told the broker" if safereport.send(cfg, board, reason, state)
+                  else "safe mode: broker not reached")
+        except Exception as e:  # reported on the console; safe mode itself must never fail
+            print("safe mode: report failed: %r" % (e,))
     return text
 
 

@@ -32,6 +32,9 @@ def _prepare(device_path, secrets_path, board_dirs, machine):
         cfg = load_config(device_path, secrets_path)
     except ConfigError as e:
         return None, None, state, "configuration: %s" % e
+    why = password_problem(cfg)
+    if why:
+        return None, None, state, why
     try:
         desc = load_board(cfg["board"], board_dirs) if board_dirs else load_board(cfg["board"])
     except BoardError as e:
@@ -39,7 +42,7 @@ def _prepare(device_path, secrets_path, board_dirs, machine):
     board = Board(desc, machine)
     state.judge(board.reset_cause())
     if board.safe_mode_requested():
-        return cfg, board, state, "safe-mode button held at boot"
+        return cfg, board, state, safemode.BUTTON
     limit = cfg["crash_limit"]
     if state.retry_after_power_on(limit):
         print("power cycle after a crash loop: trying the application once more")
@@ -48,6 +51,17 @@ def _prepare(device_path, secrets_path, board_dirs, machine):
     state.starting()
     safemode.clear()
     return cfg, board, state, None
+
+
+def password_problem(cfg):
+    """A broker password is required; "" only for a plain-text lab broker
+    without passwords (the simulator, tests)."""
+    pw = cfg.secret("mqtt_password")
+    if pw is None:
+        return "configuration: secrets.json: mqtt_password missing (the broker refuses the board without it)"
+    if not pw and cfg.get("broker.tls"):
+        return "configuration: secrets.json: mqtt_password is empty (allowed only without TLS, for a lab broker)"
+    return ""
 
 
 def crash_reason(state):

@@ -91,8 +91,14 @@ def main(run=None, **kw):
         return False
     if run is None:
         from transit.app import run
+    from transit.identity import ForeignQueue
     try:
         run(cfg, board, state)
+    except ForeignQueue as e:
+        # Another device's records: kept, reported; the technician chooses. Not a crash.
+        state.not_a_crash()
+        safemode.enter(str(e), board, cfg=cfg, state=state)
+        return False
     except KeyboardInterrupt:
         # A technician (mpremote, make doctor) interrupted it: not a crash.
         state.not_a_crash()

@@ -74,7 +74,8 @@ class App:
         self.health.register("link", self.link.status)
         self.health.register("uplink", self.uplink.status)
         self.health.register("loop", self.loop_status, sparse=True)
-        self.health.register("boot", lambda: {"boots": state.boots, "last_error": state.last_error}, sparse=True)
+        self.health.register("boot", lambda: {"boots": state.boots, "last_error": state.last_error,
+                                              "ended": state.ended}, sparse=True)
         self.wdt = None
         self.boot_cause = board.reset_cause()
 

@@ -117,4 +117,5 @@ def main(run=None, **kw):
         print(text)
         state.record_error(error_summary(text))
         board.reset()
+    state.not_a_crash()  # the application returned (simulator, tests): it ended on purpose
     return True

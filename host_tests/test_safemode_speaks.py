@@ -128,3 +128,13 @@ def test_safe_mode_reports_over_tls_with_the_device_account(mp, tmp_path, broker
     assert "safe mode: told the broker" in res.stdout, res.stdout[-2000:]
     got = sub.wait_for(2, timeout=10, topic_prefix="phs/bus/bus-0107/")
     assert sorted(t.rsplit("/", 1)[1] for t, _, _, _ in got) == ["event", "status"]
+
+
+def test_a_malformed_geofence_is_safe_mode_with_its_reason_not_a_crash_loop(mp, tmp_path, broker):
+    # Finding 6: it used to pass the boot checks and crash the application on every boot.
+    bad = [{"id": 1, "kind": "depot", "at": [16821234], "radius_m": 150}]
+    _layout(tmp_path, broker, device=dict(DEVICE, geofences=bad, safe_mode_report=False))
+    res = _boot(mp, tmp_path, cause=1)
+    _assert_safe_mode(res, "configuration: geofences[0]: expected {id, kind (depot|terminus|stop), "
+                           "at: [lat_e6, lon_e6], radius_m}")
+    assert "Traceback" not in res.stdout

@@ -125,19 +125,22 @@ def test_backlog_and_duplicates_never_move_the_bus_and_epochs_are_separate_keys(
     assert v.pos is live and v.records == records
     assert state.stats["duplicates"] >= records and state.stats["invalid"] == 0
     # Schema v2: the same seqs under another epoch (a board with a new queue)
-    # are new records; a v1 message counts as epoch 0. (Decoded without the v1
-    # JSON Schema files, which refuse "e" until schema v2 lands.)
-    raw = FleetState(state.static, validate=False, clock=clock)
-    for t, p in msgs:
-        raw.feed(t, p)
+    # are new records; a v1 message (no "e") counts as epoch 0.
+    e0 = bus.epoch
     for t, p in msgs:
         d = json.loads(p)
         if "s" in d:
             d["e"] = 77
-        raw.feed(t, json.dumps(d).encode())
-    w = raw.vehicles["bus-0102"]
-    assert w.records == 2 * records and sorted(w.seen) == [0, 77]
-    assert w.e == 77 and w.pos["ts"] == live["ts"]  # the new epoch's fix is not older: it may move the bus
+        state.feed(t, json.dumps(d).encode())
+    for t, p in msgs:
+        d = json.loads(p)
+        if "s" in d:
+            del d["e"]
+            d["v"] = 1
+        state.feed(t, json.dumps(d).encode())
+    assert state.stats["invalid"] == 0, state.stats["last_error"]
+    assert v.records == 3 * records and sorted(v.seen) == sorted([0, 77, e0])
+    assert v.pos["ts"] == live["ts"]  # another epoch's fix is not older: it may move the bus, never back
 
 
 def test_offline_bus_leaves_the_feed_and_bad_messages_are_counted():

@@ -40,8 +40,10 @@ def occupancy(load, capacity=CAPACITY):
 class SynthBus:
     """One bus; `due(now)` returns the (topic, payload bytes, qos, retain) to publish now."""
 
-    def __init__(self, device_id, route, phase_s=0, seed=1, root="phs"):
+    def __init__(self, device_id, route, phase_s=0, seed=1, root="phs", epoch=None):
         self.id = device_id
+        # schema v2: the queue's epoch, a 32-bit number made when the queue was created
+        self.epoch = epoch if epoch is not None else (seed * 2654435761) % 0xFFFFFFFF + 1
         self.wps = route["waypoints"]
         self.stops = route["stops"]
         self.phase = phase_s
@@ -81,7 +83,7 @@ class SynthBus:
 
     def _encode(self, rtype, recs):
         w = schema.Writer(self.buf)
-        schema.encode_batch(w, self.id, rtype, recs)
+        schema.encode_batch(w, self.id, rtype, recs, epoch=self.epoch)
         return w.text()
 
     def due(self, now):
@@ -126,7 +128,7 @@ class SynthBus:
         return (self.topics["stop"], self._encode(R.STOP, [rec]), 1, False)
 
     def status(self, t):
-        return {"v": schema.VERSION, "d": self.id, "on": True, "t": t, "fw": "0.1.0", "up_s": t % 86400,
+        return {"v": schema.VERSION, "d": self.id, "e": self.epoch, "on": True, "t": t, "fw": "0.1.0", "up_s": t % 86400,
                 "rst": "power_on", "heap": 48000, "health_errors": 0,
                 "queue": {"depth": len(self.pending), "age_s": 0, "last_seq": self.seq - 1, "dropped": 0,
                           "crc_errors": 0, "io_errors": 0, "torn": 0},

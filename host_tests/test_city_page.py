@@ -3,8 +3,9 @@
 The simulated bus (tools/sim.py: the bus firmware under the MicroPython unix
 port) publishes to a private Mosquitto; the bridge serves the page; Chromium
 (Debian's, through selenium's WebDriver) loads it with no internet. The
-test checks the route and stops are drawn, the bus appears and moves, and the
-fleet table shows it; a screenshot goes to build/city/page.png.
+test checks the route and stops are drawn, the bus appears and moves, the
+fleet table shows it, boards in safe mode and offline are highlighted; a
+screenshot goes to build/city/page.png.
 """
 
 import os
@@ -68,9 +69,16 @@ def test_bus_moves_on_the_live_page_when_the_firmware_drives(broker_factory, tmp
         # Moved on the map by more than 20 units of 1000 (about 200 m at this route's scale).
         wait(lambda d: _dist(first, d.find_element("id", "bus-bus-0101").get_attribute("transform")) > 20)
         moved = drv.find_element("id", "bus-bus-0101").get_attribute("transform")
-        row = wait(lambda d: d.find_elements("id", "row-bus-0101"))[0]
-        assert "bus-0101" in row.text and "1" in row.text  # route from the inventory
+        # The row shows the route from the inventory (1) and the firmware version.
+        wait(lambda d: d.find_element("id", "row-bus-0101").text.startswith("bus-0101 1 "), 10)
         assert drv.find_element("id", "conn").text == "live"
+        # A board in safe mode and a board whose last will said offline are highlighted.
+        _publish_states(broker)
+        wait(lambda d: "safe" in d.find_element("id", "row-bus-0102").get_attribute("class"), 20)
+        wait(lambda d: "broker.host missing" in d.find_element("id", "row-bus-0102").text, 5)
+        assert "safe" in drv.find_element("id", "bus-bus-0102").get_attribute("class")
+        wait(lambda d: "offline" in d.find_element("id", "row-bus-0107").get_attribute("class"), 20)
+        assert "offline" in drv.find_element("id", "bus-bus-0107").get_attribute("class")
         os.makedirs(os.path.dirname(SHOT), exist_ok=True)
         wait(lambda d: d.find_elements("css selector", "#today tbody tr"), 90)  # a stop visit arrived
         drv.save_screenshot(SHOT)
@@ -85,6 +93,30 @@ def test_bus_moves_on_the_live_page_when_the_firmware_drives(broker_factory, tmp
         bridge.stop()
 
 
+def _publish_states(broker):
+    """bus-0102 drives and reports safe mode; bus-0107 drives, then its last will arrives."""
+    import json
+    import paho.mqtt.client as mqtt
+    from city.fakefleet import SynthBus, load_route
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="page-test-states")
+    c.connect(broker.host, broker.port)
+    c.loop_start()
+    now = int(time.time())
+    for dev in ("bus-0102", "bus-0107"):
+        bus = SynthBus(dev, load_route(), seed=59)  # its first batch is due at once
+        for t in range(now - 120, now + 1):
+            for topic, payload, qos, retain in bus.due(t):
+                if topic.endswith("/pos"):
+                    c.publish(topic, payload, qos=1).wait_for_publish(5)
+    safe = SynthBus("bus-0102", load_route(), epoch=9).status(now)
+    safe["safe"] = {"why": "config: broker.host missing"}
+    c.publish("phs/bus/bus-0102/status", json.dumps(safe), qos=1, retain=True).wait_for_publish(5)
+    c.publish("phs/bus/bus-0107/status", json.dumps({"v": 2, "d": "bus-0107", "on": False}),
+              qos=1, retain=True).wait_for_publish(5)
+    c.loop_stop()
+    c.disconnect()
+
+
 def _dist(a, b):
     """Distance between two SVG 'translate(x,y)' attributes."""
     pa = [float(x) for x in a[a.index("(") + 1:-1].split(",")]
@@ -93,5 +125,8 @@ def _dist(a, b):
 
 
 def _wait(drv, cond, seconds):
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
-    return WebDriverWait(drv, seconds, poll_frequency=0.2).until(cond)
+    # The tables are redrawn as data arrives: an element found a moment ago may be replaced.
+    return WebDriverWait(drv, seconds, poll_frequency=0.2,
+                         ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)).until(cond)

@@ -10,7 +10,7 @@ clusters them and mirrors the MQTT session queues. The bridge consumes
 through the broker's own queue (its persistent MQTT session on node B,
 mirrored to A). Synthetic buses (tools/city/loadgen.py --hosts) are spread
 over both nodes, plus real firmware instances (tools/sim.py) whose
-`broker.hosts` lists both nodes, starting on A. Halfway through, node A is
+`broker.host` lists both nodes, starting on A. Halfway through, node A is
 SIGKILLed: its boards must reconnect to B and nothing may be lost. Prints
 the same figures as bench_city.py plus reconnections and the time until
 every board published again.

@@ -50,8 +50,8 @@ def layout(folder, device_id, host, port, route, batch_s=10, hosts=None, passwor
     with open(route) as f:
         fences = json.load(f).get("geofences", [])
     device = {"device_id": device_id, "role": "bus", "board": "sim", "topic_root": "phs",
-              "broker": dict({"host": host, "port": port, "tls": False, "keepalive_s": 30},
-                             **({"hosts": hosts} if hosts else {})),
+              "broker": {"host": ",".join([host] + list(hosts or ())), "port": port, "tls": False,
+                         "keepalive_s": 30},
               "networks": [{"ssid": "phs-sim"}],
               "bus": {"plate": "10-7777", "route": "1"},
               "geofences": [{"id": g["id"], "kind": g["kind"], "at": g["at"], "radius_m": g["radius_m"]}
@@ -236,8 +236,8 @@ class Run:
 def parse(argv=None):
     ap = argparse.ArgumentParser(description="Simulated Phitsanulok bus publishing to a local broker")
     ap.add_argument("--broker", help="HOST:PORT of an existing broker (default: start a private Mosquitto)")
-    ap.add_argument("--broker-hosts", help="the board's broker nodes HOST:PORT,... (broker.host then broker.hosts: a cluster); "
-                    "the listener stays on --broker")
+    ap.add_argument("--broker-hosts", help="the board's broker nodes HOST:PORT,... (a cluster: broker.host "
+                    "becomes their list); the listener stays on --broker")
     ap.add_argument("--mqtt-password", default="", help="the board's broker password (secrets.json)")
     ap.add_argument("--device", default="bus-sim01")
     ap.add_argument("--route", default=ROUTE)

@@ -26,12 +26,11 @@ SPEC = (
     ("topic_root", _STR, "phs", 1, 32, False),
     ("networks", _LIST, [], 0, 8, False),
     ("geofences", _LIST, [], 0, 16, False),
-    ("broker.host", _STR, REQUIRED, 1, 128, False),
+    ("broker.host", _STR, REQUIRED, 1, 128, False),  # "host" or a cluster "host,host:port,..." (uplink)
     ("broker.port", _INT, 8883, 1, 65535, False),
     ("broker.tls", _BOOL, True, None, None, False),
     ("broker.ca", _STR, "ca.der", 1, 64, False),
     ("broker.keepalive_s", _INT, 60, 10, 1200, True),
-    ("broker.hosts", _LIST, [], 0, 4, False),  # more nodes, "host" or "host:port", tried in turn
     ("bus.plate", _STR, "", 0, 16, False),
     ("bus.route", _STR, "", 0, 16, True),
     ("bus.capacity_seated", _INT, 30, 0, 150, True),
@@ -228,36 +227,9 @@ def validate(doc, secrets):
             raise ConfigError("networks[%d]: expected {\"ssid\": \"...\"}" % i)
         if not isinstance(secrets.get("wifi", {}).get(net["ssid"]), str):
             raise ConfigError("networks[%d]: no Wi-Fi key for %s in secrets" % (i, net["ssid"]))
-    for i, h in enumerate(values["broker.hosts"]):
-        if _host_port(h, 1) is None:
-            raise ConfigError("broker.hosts[%d]: expected \"host\" or \"host:port\", got %s" % (i, _short(h)))
     if "mqtt_password" in secrets and not isinstance(secrets["mqtt_password"], str):
         raise ConfigError("secrets: mqtt_password must be a string")
     return values
-
-
-def _host_port(entry, port):
-    """("host", port) from "host" or "host:port"; None when malformed."""
-    if not isinstance(entry, str) or not 0 < len(entry) <= 128:
-        return None
-    i = entry.find(":")
-    if i < 0:
-        return (entry, port)
-    try:
-        p = int(entry[i + 1:])
-    except ValueError:
-        return None
-    return (entry[:i], p) if i and 0 < p < 65536 else None
-
-
-def broker_hosts(cfg):
-    """[(host, port), ...]: broker.host first, then broker.hosts (their port
-    defaults to broker.port). The uplink moves along this list on failures."""
-    port = cfg.get("broker.port")
-    out = [(cfg.get("broker.host"), port)]
-    for h in cfg.get("broker.hosts") or ():
-        out.append(_host_port(h, port))
-    return out
 
 
 def load(device_path="device.json", secrets_path="secrets.json"):

@@ -141,7 +141,7 @@ def send(cfg, board, reason, state):
     owner = identity.Owner(QUEUE_FOLDER)
     status = json.dumps(status_doc(cfg, reason, state, owner.epoch if owner.device == dev else 0)).encode()
     event = event_batch(cfg, reason, state) if state is not None else None
-    host = cfg.get("broker.host")
+    host = cfg.get("broker.host").split(",")[0]  # the first node of a cluster list (transit.uplink)
     conn = Conn(1024, 256)
     client = MQTTClient(dev, host, port=cfg.get("broker.port"), user=cfg.secret("mqtt_user", dev),
                         password=cfg.secret("mqtt_password", ""), keepalive=cfg.get("broker.keepalive_s"))

@@ -25,7 +25,6 @@ from umqtt.simple import MQTTClient, MQTTException
 
 from transit import settings as _settings
 from transit import schema
-from transit.config import broker_hosts
 from transit.drain import Drain, _HEADROOM
 from transit.mqttio import Conn, ConnectError, mqtt_connect, umqtt_info
 
@@ -58,6 +57,22 @@ def tls_context(ca_der):
     return ctx
 
 
+def broker_hosts(cfg):
+    """[(host, port), ...] from broker.host, which may list more nodes of a
+    cluster: "mq1.example,mq2.example,10.0.0.7:8884" (the first uses
+    broker.port, the others broker.port unless they give their own). The
+    uplink moves along this list after each failed or lost connection. A
+    list in broker.host rather than a new key: config.py's size is at the
+    edge of the safe-mode report's heap (test_safemode_speaks)."""
+    port = cfg.get("broker.port")
+    out = []
+    for h in cfg.get("broker.host").split(","):
+        name, _, p = h.partition(":")
+        if name and (not p or p.isdigit() and out):  # a malformed entry is skipped (status: bad_hosts)
+            out.append((name, int(p) if p else port))
+    return out
+
+
 class Uplink:
     def __init__(self, cfg, queue, commands=None, status_doc=None, link=None, ca_der=None,
                  ticks_ms=time.ticks_ms, watch=None, epoch=0, **settings):
@@ -85,8 +100,8 @@ class Uplink:
                         ("pos", "stop", "count", "event", "roster", "status", "ack")}
         self.cmd_topic = schema.topic(root, role, dev, schema.KIND_CMD)
         self._cmd_b = self.cmd_topic.encode()
-        self._hosts = broker_hosts(cfg)  # broker.host, then broker.hosts: the next one after each failure
-        self._host_i = 0
+        self._hosts = broker_hosts(cfg) or [(cfg.get("broker.host"), cfg.get("broker.port"))]
+        self._host_i = 0  # the uplink moves to the next node after each failure
         self.host, self.port = self._hosts[0]
         self.tls = None
         self._tls_error = None
@@ -107,7 +122,8 @@ class Uplink:
                       "fail_acl": 0, "fail_mqtt": 0, "lost": 0, "puback_timeouts": 0, "ping_timeouts": 0, "msgs": 0,
                       "live": 0, "recs_sent": 0, "recs_acked": 0, "split": 0, "too_big": 0, "tx_bytes": 0, "rx_bytes": 0,
                       "cmd_ok": 0, "cmd_err": 0, "cmd_dropped": 0, "rx_oversize": 0, "step_max_ms": 0,
-                      "connect_max_ms": 0, "last_error": self._tls_error or "", "umqtt": self.umqtt}
+                      "connect_max_ms": 0, "last_error": self._tls_error or "", "umqtt": self.umqtt,
+                      "bad_hosts": cfg.get("broker.host").count(",") + 1 - len(self._hosts)}
         self.connected = False
         self._fails = 0
         self._next_try = ticks_ms()

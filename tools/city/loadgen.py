@@ -13,7 +13,7 @@ stamp: the bench joins that with the time the fix first shows in the feed.
 Loopback only (the default host); the run ends after --seconds.
 
 With --hosts h:p,h:p (a broker cluster) bus i starts on node i mod n and,
-like a board with `broker.hosts`, moves to the next node when its connection
+like a board with a node list in broker.host, moves to the next node when its connection
 dies: it reconnects after about a second and re-sends whatever the broker
 had not acknowledged plus what it recorded meanwhile (at least once).
 """

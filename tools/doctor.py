@@ -48,6 +48,9 @@ def _load(n):
     except ValueError:
         return 'unreadable'
 _r['bootstate'] = _load('bootstate.json')
+_r['time'] = _load('data/time.json')
+import time as _tm
+_r['clock'] = int(_tm.time()) + (946684800 if _tm.gmtime(0)[0] == 2000 else 0)
 try:
     with open('safemode.txt') as f:
         _r['safemode'] = f.read().strip()
@@ -131,6 +134,23 @@ def _kib(n):
     return "%.0f KiB" % (n / 1024)
 
 
+def _utc(s):
+    import time
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(s)) if isinstance(s, int) else "?"
+
+
+def clock_line(t, clock):
+    """The board's clock and, from data/time.json (firmware/transit/timesync.py),
+    whether it was ever set: TLS refuses the broker's certificate until it is."""
+    if not isinstance(t, dict):
+        return "clock        board says %s; no time record yet (data/time.json)" % _utc(clock)
+    if t.get("synced"):
+        return "clock        board says %s; last set by %s" % (_utc(clock), t.get("src"))
+    return ("clock        NOT SET: %s. Board says %s, last good time %s; TLS to the broker fails until the "
+            "clock is set (check time.sntp in device.json, the network, the GPS aerial)"
+            % (t.get("why") or "no time source", _utc(clock), _utc(t.get("floor"))))
+
+
 def report(st):
     """Human-readable lines (secrets never appear: the board sends none)."""
     out = []
@@ -146,6 +166,7 @@ def report(st):
     else:
         out.append("boot state   %s" % ("none yet (never booted the application)" if bs is None else bs))
     out.append("safe mode    %s" % (st["safemode"] or "no"))
+    out.append(clock_line(st.get("time"), st.get("clock")))
     h = st["heap"]
     out.append("heap         %s free, %s used" % (_kib(h["free"]), _kib(h["used"])))
     fl = st["flash"]

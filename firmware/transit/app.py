@@ -17,6 +17,7 @@ from transit import VERSION, records as R
 from transit.commands import Commands
 from transit.health import Health, queue_source
 from transit.link import Link
+from transit.timesync import TimeSync
 from transit.uplink import Uplink
 
 LOOP_MS = 20  # idle sleep per iteration: pin callbacks run during it
@@ -61,14 +62,18 @@ class App:
                                   priority_types=R.PRIORITY_TYPES)
         self.health = Health(cfg["device_id"], board.reset_cause())
         self.link = Link(cfg["networks"], cfg.wifi_key, wlan=wlan, ppp_factory=ppp_factory)
+        # The clock is set (SNTP, GPS, flash floor) before the first TLS handshake.
+        self.timesync = TimeSync(cfg, board.rtc(), link=self.link, path=QUEUE_DIR + "/time.json")
         hooks = {"reboot": self.reboot, "flush": self.flush, "reset_load": self.reset_load}
         self.commands = Commands(cfg, cfg["device_id"], hooks)
         self.uplink = Uplink(cfg, self.queue, commands=self.commands, status_doc=self.health.document,
-                             link=self.link, watch=self.watch_spec(cfg))
+                             link=self.link, watch=self.watch_spec(cfg), time_gate=self.timesync.gate)
+        self.timesync.on_sync = self.uplink.retry_now
         hooks["on_set"] = self.uplink.apply_setting
         self.health.register("queue", queue_source(self.queue))
         self.health.register("link", self.link.status)
         self.health.register("uplink", self.uplink.status)
+        self.health.register("time", self.timesync.status)
         self.health.register("loop", self.loop_status, sparse=True)
         self.health.register("boot", lambda: {"boots": state.boots, "last_error": state.last_error}, sparse=True)
         self.wdt = None
@@ -139,6 +144,7 @@ class App:
         if not busy or self.queue.pending_bytes() < BIG_COMMIT_BYTES:
             self.queue.poll()
         self.link.step(not busy)
+        self.timesync.step(not busy)
         self.uplink.step(not busy)
         self.loops += 1
         if not self.healthy_marked and time.ticks_diff(time.ticks_ms(), self.t_start) > HEALTHY_AFTER_MS:
@@ -175,6 +181,7 @@ class BusApp(App):
         self._kinds = (KIND_DEPOT, KIND_TERMINUS, ENTER)
         self.reader = NmeaReader(board.gps_uart())
         self.clock = GpsClock(rtc=board.rtc())
+        self.timesync.clock = self.clock
         self.track = T.Track(cfg.group("track") or None)
         pins = board.door_pins()
         # The ESP32's pulse counter (machine.Encoder, firmware 1.27+) counts every
@@ -351,14 +358,15 @@ class DepotApp(App):
             c = self.gates.pop()
             if c is None:
                 break
-            self.record(R.COUNT, R.pack_count(c.period_start_unix, c.period_s, c.flags, c.gates), c.period_end_unix, 0)
+            self.record(R.COUNT, R.pack_count(c.period_start_unix, c.period_s, c.flags, c.gates), c.period_end_unix,
+                        self.timesync.flags())
         if self.scanner is not None:
             self.scanner.step()
         while True:
             r = self.roster.pop()
             if r is None:
                 break
-            self.record(R.ROSTER, R.pack_roster(r[0], r[1], r[2], r[3]), self.unix_now(), 0)
+            self.record(R.ROSTER, R.pack_roster(r[0], r[1], r[2], r[3]), self.unix_now(), self.timesync.flags())
         return App.step(self)
 
 

@@ -37,6 +37,7 @@ SPEC = (
     ("bus.capacity_standing", _INT, 50, 0, 200, True),
     ("depot.name", _STR, "", 0, 32, False),
     ("depot.zone_id", _INT, -1, -1, 255, False),  # geofence id the buses report for this depot
+    ("time.sntp", _LIST, [], 0, 4, False),  # SNTP servers, "host" or "host:port", tried in turn
     ("status_period_s", _INT, 300, 30, 3600, True),
     ("safe_mode_pin", _INT, -1, -1, 39, False),
     ("watchdog_ms", _INT, 8000, 2000, 60000, False),
@@ -224,6 +225,9 @@ def validate(doc, secrets):
             raise ConfigError("networks[%d]: expected {\"ssid\": \"...\"}" % i)
         if not isinstance(secrets.get("wifi", {}).get(net["ssid"]), str):
             raise ConfigError("networks[%d]: no Wi-Fi key for %s in secrets" % (i, net["ssid"]))
+    for i, srv in enumerate(values["time.sntp"]):
+        if not isinstance(srv, str) or not 1 <= len(srv) <= 64:
+            raise ConfigError("time.sntp[%d]: expected \"host\" or \"host:port\"" % i)
     if "mqtt_password" in secrets and not isinstance(secrets["mqtt_password"], str):
         raise ConfigError("secrets: mqtt_password must be a string")
     return values

@@ -24,6 +24,8 @@ GROUPS = {
     "uplink": {"batch_s": (0, 600), "ack_ms": (100, 60000), "connect_ms": (200, 60000),
                "backoff_min_ms": (50, 600000), "backoff_max_ms": (100, 3600000), "msg_records": (1, 64),
                "verify": (0, 1)},
+    "time": {"sntp_timeout_ms": (200, 10000), "sntp_every_s": (600, 86400), "retry_s": (10, 3600),
+             "floor_every_s": (600, 86400)},
     "roster": {"scan_ms": (500, 30000), "scan_every_s": (5, 3600), "away_s": (60, 86400),
                "min_rssi": (-120, 0), "max_buses": (1, 256)},
 }

@@ -59,11 +59,13 @@ def tls_context(ca_der):
 
 class Uplink:
     def __init__(self, cfg, queue, commands=None, status_doc=None, link=None, ca_der=None,
-                 ticks_ms=time.ticks_ms, watch=None, **settings):
+                 ticks_ms=time.ticks_ms, watch=None, time_gate=None, **settings):
         """watch: optional (topic filter, fn(topic bytes, msg bytes)) for other
         devices' messages (a depot follows the buses' geofence events); fn runs
-        in a later step, never inside the socket read."""
+        in a later step, never inside the socket read. time_gate: optional
+        fn() -> None or why a TLS connect must wait for the clock (timesync)."""
         self.cfg = cfg
+        self.time_gate = time_gate
         self.watch = watch
         self._watched = []
         self.queue = queue
@@ -131,6 +133,10 @@ class Uplink:
         if key.startswith("uplink."):
             self.s[key[7:]] = value
 
+    def retry_now(self):
+        """Connect at the next allowed step (the clock was just set)."""
+        self._next_try = self._ticks()
+
     def flush_now(self):
         """Drain the queue at once instead of waiting for batch_s."""
         self.drain.flush_now()
@@ -175,6 +181,11 @@ class Uplink:
         if self._tls_error:
             st["fail_tls"] += 1
             self._backoff(self._tls_error)
+            return
+        why = self.time_gate() if self.tls is not None and self.time_gate is not None else None
+        if why:  # mbedTLS checks certificate dates: no handshake before the clock had its chance
+            st["last_error"] = why
+            self._next_try = time.ticks_add(self._ticks(), 1000)
             return
         st["attempts"] += 1
         c = self.conn

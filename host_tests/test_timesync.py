@@ -176,3 +176,9 @@ def test_board_with_an_unfixable_clock_keeps_its_records_and_says_why(mp, tmp_pa
     lines = doctor.report(st)
     clock = [ln for ln in lines if ln.startswith("clock")]
     assert clock and "NOT SET" in clock[0] and "no answer from 2 sntp server(s)" in clock[0], lines
+
+
+def test_doctor_clock_line_for_a_synced_board_and_a_board_never_run():
+    ok = doctor.clock_line({"floor": 1795766400, "src": "ntp", "synced": True, "why": ""}, 1795766460)
+    assert ok == "clock        board says 2026-11-27 08:01 UTC; last set by ntp"
+    assert "no time record yet" in doctor.clock_line(None, 946684800)

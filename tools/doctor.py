@@ -228,7 +228,7 @@ def main(argv=None):
     if not args.stay:
         restart(args.port)
     problems = bool(st.get("safemode")) or not isinstance(st.get("manifest"), dict) or bool(
-        (st.get("manifest") or {}).get("mismatch"))
+        (st.get("manifest") or {}).get("mismatch")) or (isinstance(st.get("time"), dict) and not st["time"].get("synced"))
     return 3 if problems else 0
 
 

@@ -182,3 +182,34 @@ def test_doctor_clock_line_for_a_synced_board_and_a_board_never_run():
     ok = doctor.clock_line({"floor": 1795766400, "src": "ntp", "synced": True, "why": ""}, 1795766460)
     assert ok == "clock        board says 2026-11-27 08:01 UTC; last set by ntp"
     assert "no time record yet" in doctor.clock_line(None, 946684800)
+
+
+FAKE_TLS = """
+import socket, ssl, machine, fakeclock
+fakeclock.CLOCK.epoch_2000 = True
+for when in ((2000, 1, 1), None, (2040, 1, 1)):
+    if when is None:
+        fakeclock.CLOCK.set_unix_s(fakeclock._host_epoch_s())
+    else:
+        machine.RTC().datetime((when[0], when[1], when[2], 0, 0, 0, 0, 0))
+    s = socket.socket()
+    s.connect(socket.getaddrinfo('127.0.0.1', %(port)d)[0][-1])
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.load_verify_locations(cadata=open(%(ca)r, 'rb').read())
+    try:
+        t = ctx.wrap_socket(s, server_hostname='localhost')
+        print('ok')
+        t.close()
+    except ValueError as e:
+        print(repr(str(e)))
+        s.close()
+"""
+
+
+@pytest.mark.parametrize("esp32", [False, True])
+def test_fake_tls_judges_certificate_dates_by_the_board_clock(mp, tls_broker, tls_material, esp32):
+    res = mp.run(FAKE_TLS % {"port": tls_broker.port, "ca": tls_material.ca_der}, heap="256K",
+                 path=[paths.ESP32NET] if esp32 else [])
+    assert res.lines == ["'\\nThe certificate validity starts in the future\\n'", "ok",
+                         "'\\nThe certificate validity has expired\\n'"]

@@ -16,11 +16,13 @@ CERT_OPTIONAL = tls.CERT_OPTIONAL
 CERT_REQUIRED = tls.CERT_REQUIRED
 PROTOCOL_TLS_CLIENT = tls.PROTOCOL_TLS_CLIENT
 PROTOCOL_TLS_SERVER = tls.PROTOCOL_TLS_SERVER
+MBEDTLS_VERSION = tls.MBEDTLS_VERSION
 
 
 class SSLContext:
     def __init__(self, protocol=PROTOCOL_TLS_CLIENT):
         self._ctx = tls.SSLContext(protocol)
+        self._ctx.verify_mode = CERT_NONE  # the stock module's default: verify nothing
 
     @property
     def verify_mode(self):

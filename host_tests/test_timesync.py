@@ -213,3 +213,11 @@ def test_fake_tls_judges_certificate_dates_by_the_board_clock(mp, tls_broker, tl
                  path=[paths.ESP32NET] if esp32 else [])
     assert res.lines == ["'\\nThe certificate validity starts in the future\\n'", "ok",
                          "'\\nThe certificate validity has expired\\n'"]
+
+
+def test_the_build_date_is_not_in_the_future():
+    # Every board moves its clock up to BUILD_UNIX_S: a date ahead of today
+    # would put a fleet in the future (and make it refuse certificates later).
+    import time
+    from transit import timesync
+    assert timesync.BUILD_UNIX_S <= time.time()

@@ -110,6 +110,13 @@ def test_sntp_sets_the_rtc_saves_the_floor_and_opens_the_gate():
         saved = json.load(f)
     assert saved["synced"] is True and abs(saved["floor"] - T_NOW) <= 1
     assert ts.stats["sntp_ok"] == 1 and ts.stats["floor_writes"] == 1
+    steps(ts, 50)
+    assert ts.stats["floor_writes"] == 1  # bounded wear: once at the sync ...
+    time.sleep_ms(21600 * 1000)
+    steps(ts, 2)
+    assert ts.stats["floor_writes"] == 2  # ... then every floor_every_s (6 h)
+    with open(p) as f:
+        assert abs(json.load(f)["floor"] - (T_NOW + 21600)) <= 2
     srv.close()
     os.remove(p)
 
@@ -158,3 +165,4 @@ def test_sntp_server_entries_are_validated():
         raise AssertionError("a number is not a server")
     assert timesync.parse_server("pool.ntp.org") == ("pool.ntp.org", 123)
     assert timesync.parse_server("10.0.0.1:1123") == ("10.0.0.1", 1123)
+

@@ -80,7 +80,7 @@ class TimeSync:
         self.on_sync = None  # called once when the clock becomes synced (uplink.retry_now)
         self.path = path
         self._ticks = ticks_ms
-        self.stats = {"sntp_ok": 0, "sntp_fail": 0, "rejected": 0, "floor_writes": 0, "errors": 0}
+        self.stats = {"sntp_ok": 0, "sntp_fail": 0, "rejected": 0, "before_floor": 0, "floor_writes": 0, "errors": 0}
         self.source = SRC_FLOOR
         self.synced = False
         self.rounds_failed = 0  # complete rounds over every server without an answer
@@ -173,6 +173,8 @@ class TimeSync:
             return ""
         if not self.servers:
             w = "no sntp servers in device.json (time.sntp)"
+        elif self.rounds_failed and self.stats["before_floor"]:
+            w = "sntp time is before the saved floor (data/time.json)"
         elif self.rounds_failed:
             w = "no answer from %d sntp server(s)" % len(self.servers)
         else:
@@ -262,8 +264,11 @@ class TimeSync:
         if not d[40] & 0x80:
             secs += 0x100000000  # NTP era 1 (from 2036-02-07)
         unix_s = secs - _NTP_UNIX_DELTA + (rtt_ms // 2 + (d[44] * 1000 >> 8)) // 1000
-        if unix_s < self.floor or civil_from_unix(unix_s)[0] < _MIN_YEAR:
-            return None  # before our own last record: a wrong server
+        if civil_from_unix(unix_s)[0] < _MIN_YEAR:
+            return None
+        if unix_s < self.floor:
+            self.stats["before_floor"] += 1  # before our own last good time: a wrong server (or floor)
+            return None
         return unix_s
 
     def _close(self):

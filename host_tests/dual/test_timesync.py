@@ -132,6 +132,7 @@ def test_sntp_answers_that_are_not_ours_or_not_sane_are_refused():
         steps(ts)
         assert not ts.synced and ts.stats["rejected"] == 1 and rtc_now() == BUILD
         assert ts.rounds_failed == 1 and ts.gate() is None  # one round over: TLS may try
+    assert ts.stats["before_floor"] == 1 and ts.why() == "sntp time is before the saved floor (data/time.json)"
     srv.close()
     os.remove(p)
 

@@ -34,7 +34,7 @@ except ImportError:
 
 # The firmware's build date (2026-11-01): no board clock is ever set before it.
 # Bumped with transit.VERSION at each release; never later than the release day.
-BUILD_UNIX_S = const(1793491200)
+BUILD_UNIX_S = 1793491200  # plain int: above the ESP32's 31-bit small ints
 _NTP_UNIX_DELTA = 2208988800  # seconds from 1900 (NTP era 0) to 1970; a big int on a board
 _MIN_YEAR = const(2024)
 _SNTP_PORT = const(123)

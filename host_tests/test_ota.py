@@ -1,0 +1,291 @@
+"""Over-the-air updates (docs/ota.md) under the MicroPython unix port.
+
+A real release is built from the tree by tools/release.py and signed with a
+key made for the test; the board side (transit.ota's agent, lib/otaboot.py,
+boot.py and main.py) runs in the unix port and fetches the files over real
+HTTP from tools/ota.py's range server. A "reset" is a new interpreter in the
+same folder, which is the board's filesystem."""
+
+import json
+import os
+import shutil
+
+import pytest
+
+from harness import paths
+
+import release  # tools/release.py (harness puts tools/ on sys.path)
+import ota as ota_tool  # tools/ota.py
+
+HEAP = "512K"
+BASE_VERSION = None
+
+
+def _base_version():
+    return release.tree_version()
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory):
+    d = tmp_path_factory.mktemp("keys")
+    good = str(d / "release.pem")
+    other = str(d / "other.pem")
+    return {"good": good, "good_pub": release.init_key(good), "other": other, "other_pub": release.init_key(other)}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("releases")
+    srv = ota_tool.serve(str(folder))
+    yield folder, "http://127.0.0.1:%d/" % srv.server_port
+    srv.shutdown()
+
+
+def _release(server, keys, version="9.1.0", key="good", chip="sim", transform=None, downgrade=False, image=None):
+    folder, base = server
+    path = release.build(str(folder), keys[key], version=version, build_id="t%s" % version.replace(".", ""),
+                         chip=chip, transform=transform, downgrade=downgrade, image=image, say=lambda *_: None)
+    return path, base + os.path.basename(path) + "/"
+
+
+AGENT = """
+import json
+from transit import ota
+
+class Env:
+    def chip(self): return %(chip)r
+    def version(self): return %(ver)r
+    def public_key(self): return bytes.fromhex(%(key)r)
+    def may_switch(self, at): return True
+    def reboot(self):
+        print('REBOOT')
+        raise SystemExit
+
+a = ota.Agent(Env())
+a.answer = lambda ok, text: print('ANSWER', ok, text)
+if %(start)r:
+    print('START', a.start({"id": "c1", "op": "ota", "url": %(url)r, "at": "now"}))
+for i in range(%(steps)d):
+    a.step(True)
+    if a.job is None or a.job.get('st') in ('failed', 'ready', 'done') and %(stop_ready)r:
+        break
+print('JOB', json.dumps(a.job))
+print('STATUS', json.dumps(a.status()))
+"""
+
+BOOT = """
+exec(open(%(boot)r).read())
+import transit
+print('VERSION', transit.VERSION)
+print('FROM', transit.__file__)
+"""
+
+
+def _agent(mp, fs, keys, url="", start=True, steps=5000, chip="sim", key="good_pub", stop_ready=False, check=True):
+    code = AGENT % {"chip": chip, "ver": _base_version(), "key": keys[key], "start": start, "url": url,
+                    "steps": steps, "stop_ready": stop_ready}
+    return mp.run(code, cwd=str(fs), heap=HEAP, check=check)
+
+
+def _boot(mp, fs, cause=1):
+    res = mp.run(BOOT % {"boot": os.path.join(paths.FIRMWARE, "boot.py")}, cwd=str(fs), heap=HEAP,
+                 env={"FAKE_RESET_CAUSE": str(cause)})
+    out = dict(l.split(" ", 1) for l in res.stdout.splitlines() if l.startswith(("VERSION", "FROM")))
+    return out["VERSION"], out["FROM"], res.stdout
+
+
+def _state(fs):
+    with open(os.path.join(str(fs), "ota", "state.json")) as f:
+        return json.load(f)
+
+
+def test_board_verifies_signatures_made_by_the_release_tool(mp, tmp_path, keys):
+    msg = b"x" * 32
+    sig = release.load_key(keys["good"]).sign(msg).hex()
+    code = ("import ed25519\nk=bytes.fromhex(%r)\nm=%r\ns=bytes.fromhex(%r)\nprint(ed25519.verify(k,m,s))\n"
+            "b=bytearray(s); b[3]^=1\nprint(ed25519.verify(k,m,bytes(b)))\nprint(ed25519.verify(bytes.fromhex(%r),m,s))\n"
+            % (keys["good_pub"], msg, sig, keys["other_pub"]))
+    assert mp.run(code, heap="64K").stdout.split() == ["True", "False", "False"]
+
+
+def test_a_release_is_fetched_verified_switched_and_kept_after_its_trial(mp, tmp_path, keys, server):
+    _, url = _release(server, keys)
+    res = _agent(mp, tmp_path, keys, url)
+    assert "START accepted" in res.stdout and "REBOOT" in res.stdout, res.stdout
+    st = _state(tmp_path)
+    assert st["cur"]["ver"] == "9.1.0" and st["trial"] == 1 and st["prev"] is None
+    assert not os.path.exists(tmp_path / "ota" / "stage")
+    ver, src, _ = _boot(mp, tmp_path, cause=5)
+    assert ver == "9.1.0" and "ota/t910/transit" in src
+    assert _state(tmp_path)["boots"] == 1
+    code = "import otaboot\nprint('KEPT', otaboot.passed())\n"
+    assert "KEPT 9.1.0" in mp.run(code, cwd=str(tmp_path)).stdout
+    assert _state(tmp_path)["trial"] == 0
+    ver, _, _ = _boot(mp, tmp_path)  # many boots later: still the new version
+    ver, _, _ = _boot(mp, tmp_path)
+    ver, _, _ = _boot(mp, tmp_path)
+    assert ver == "9.1.0" and _state(tmp_path)["trial"] == 0
+
+
+@pytest.mark.parametrize("case", ["tampered", "wrong_key", "wrong_chip", "downgrade", "same_version"])
+def test_bad_releases_are_refused_with_a_clear_answer(mp, tmp_path, keys, server, case):
+    base = _base_version()
+    if case == "tampered":
+        path, url = _release(server, keys, version="9.2.0")
+        with open(os.path.join(path, "transit", "app.mpy"), "r+b") as f:
+            f.seek(40)
+            b = f.read(1)
+            f.seek(40)
+            f.write(bytes([b[0] ^ 0xFF]))
+        want = "hash: transit/app.mpy does not match the signed manifest"
+    elif case == "wrong_key":
+        _, url = _release(server, keys, version="9.3.0", key="other")
+        want = "signature: does not verify"
+    elif case == "wrong_chip":
+        _, url = _release(server, keys, version="9.4.0", chip="esp32s3")
+        want = "chip: release for esp32s3, this board is sim"
+    elif case == "downgrade":
+        _, url = _release(server, keys, version="0.0.1")
+        want = "version: 0.0.1 is not newer than the running %s" % base
+    else:
+        _, url = _release(server, keys, version=base)
+        want = "version: %s is not newer" % base
+    res = _agent(mp, tmp_path, keys, url)
+    assert "ANSWER False " + want in res.stdout, res.stdout
+    assert "REBOOT" not in res.stdout
+    assert not os.path.exists(tmp_path / "ota" / "state.json")
+    assert not os.path.exists(tmp_path / "ota" / "stage")
+    assert json.loads(res.stdout.split("STATUS ", 1)[1].splitlines()[0])["err"].startswith(want.split(":")[0])
+    ver, _, _ = _boot(mp, tmp_path)
+    assert ver == base
+
+
+def test_a_signed_downgrade_is_installed(mp, tmp_path, keys, server):
+    _, url = _release(server, keys, version="0.0.2", downgrade=True)
+    assert "REBOOT" in _agent(mp, tmp_path, keys, url).stdout
+    assert _boot(mp, tmp_path)[0] == "0.0.2"
+
+
+def test_a_power_cut_at_any_step_boots_a_complete_version_and_the_download_resumes(mp, tmp_path, keys, server):
+    _, url = _release(server, keys, version="9.5.0")
+    base = _base_version()
+    res = _agent(mp, tmp_path, keys, url, steps=1)  # accepted; the first step fetched the manifest
+    steps = 1
+    cuts = 0
+    while "REBOOT" not in res.stdout:
+        # Power cut after a few steps: the next "boot" finds a complete old version.
+        assert _boot(mp, tmp_path)[0] == base
+        cuts += 1
+        res = _agent(mp, tmp_path, keys, start=False, steps=7)
+        steps += 7
+        assert "ANSWER False" not in res.stdout, res.stdout
+    assert cuts >= 5  # the release took several power-cut-and-resume rounds
+    assert _boot(mp, tmp_path)[0] == "9.5.0"
+
+
+def _broken(kind):
+    def transform(board_path, text):
+        if kind == "import_crash" and board_path == "transit/app.py":
+            return text + "\nraise RuntimeError('release bug at import')\n"
+        return text
+    return transform
+
+
+def _install(mp, tmp_path, keys, server, version, transform=None):
+    _, url = _release(server, keys, version=version, transform=transform)
+    assert "REBOOT" in _agent(mp, tmp_path, keys, url).stdout
+    (tmp_path / "device.json").write_text(json.dumps(
+        {"device_id": "bus-ota1", "role": "bus", "board": "sim", "crash_limit": 5,
+         "broker": {"host": "127.0.0.1", "port": 9, "tls": False}, "networks": [{"ssid": "x"}]}))
+    (tmp_path / "secrets.json").write_text(json.dumps({"wifi": {"x": "k"}, "mqtt_password": "pw"}))
+
+
+MAIN = """
+import fakeclock
+fakeclock.CLOCK.set_virtual(0)
+exec(open(%(boot)r).read())
+import transit
+print('VERSION', transit.VERSION)
+import transit.startup
+transit.startup.main(board_dirs=(%(boards)r,), run=%(run)s)
+"""
+
+
+def _main(mp, fs, run="None", cause=5):
+    code = MAIN % {"boot": os.path.join(paths.FIRMWARE, "boot.py"), "boards": paths.BOARDS, "run": run}
+    return mp.run(code, cwd=str(fs), heap=HEAP, check=False, env={"FAKE_RESET_CAUSE": str(cause)})
+
+
+def test_a_release_that_crashes_at_import_rolls_back_by_itself(mp, tmp_path, keys, server):
+    _install(mp, tmp_path, keys, server, "9.6.0", _broken("import_crash"))
+    res = _main(mp, tmp_path)
+    assert "VERSION 9.6.0" in res.stdout and "release bug at import" in res.stdout + res.stderr
+    assert "ResetRequested" in res.stdout + res.stderr, res.stdout + res.stderr  # the crash handler reset the board
+    ver, _, out = _boot(mp, tmp_path, cause=2)
+    assert ver == _base_version(), out
+    rej = _state(tmp_path)["rejected"]
+    assert rej["ver"] == "9.6.0" and "release bug at import" in rej["why"]
+
+
+def test_a_release_that_cannot_be_loaded_rolls_back_from_main_py(mp, tmp_path, keys, server):
+    _install(mp, tmp_path, keys, server, "9.7.0")
+    # A .mpy the board cannot load (as a build for another MicroPython would be).
+    with open(tmp_path / "ota" / "t970" / "transit" / "startup.mpy", "wb") as f:
+        f.write(b"M\x05\x00\x1f garbage")
+    code = ("exec(open(%r).read())\nexec(open(%r).read())\n"
+            % (os.path.join(paths.FIRMWARE, "boot.py"), os.path.join(paths.FIRMWARE, "main.py")))
+    res = mp.run(code, cwd=str(tmp_path), heap=HEAP, check=False, env={"FAKE_RESET_CAUSE": "5"})
+    assert "release on trial failed to import" in res.stdout, res.stdout + res.stderr
+    assert _boot(mp, tmp_path, cause=2)[0] == _base_version()
+    assert "import" in _state(tmp_path)["rejected"]["why"]
+
+
+def test_a_release_that_hangs_is_rolled_back_after_the_watchdog_reset(mp, tmp_path, keys, server):
+    _install(mp, tmp_path, keys, server, "9.8.0")
+    assert _boot(mp, tmp_path, cause=5)[0] == "9.8.0"  # the planned reboot into the trial
+    # It hung in its loop: the watchdog reset the board.
+    ver, _, out = _boot(mp, tmp_path, cause=3)
+    assert ver == _base_version(), out
+    assert _state(tmp_path)["rejected"] == {"ver": "9.8.0", "build": "t980", "why": "watchdog reset on trial"}
+
+
+def test_a_release_that_never_reaches_the_broker_rolls_back_after_max_boots(mp, tmp_path, keys, server):
+    _install(mp, tmp_path, keys, server, "9.9.0")
+    versions = [_boot(mp, tmp_path, cause=1)[0] for _ in range(4)]  # power cycles, never confirmed
+    assert versions == ["9.9.0", "9.9.0", "9.9.0", _base_version()]
+    assert _state(tmp_path)["rejected"]["why"] == "no broker within 3 boots"
+
+
+def test_a_firmware_image_goes_to_the_next_partition_and_the_bootloader_rolls_back_an_unconfirmed_one(
+        mp, tmp_path, keys, server):
+    img = tmp_path / "fw.bin"
+    img.write_bytes(bytes(range(256)) * 40 + b"tail")  # 10,244 bytes: three blocks, the last partial
+    _, url = _release(server, keys, version="10.0.0", image=str(img))
+    res = _agent(mp, tmp_path, keys, url)
+    assert "REBOOT" in res.stdout, res.stdout
+    with open(tmp_path / "esp32flash" / "ota_1.bin", "rb") as f:
+        assert f.read(img.stat().st_size) == img.read_bytes()
+    flash = json.loads((tmp_path / "esp32flash" / "otadata.json").read_text())
+    assert flash["boot"] == "ota_1" and flash["states"]["ota_1"] == "new"
+    # First boot of the image: pending verify; it resets before confirming.
+    _boot(mp, tmp_path, cause=5)
+    assert json.loads((tmp_path / "esp32flash" / "otadata.json").read_text())["states"]["ota_1"] == "pending"
+    _boot(mp, tmp_path, cause=3)  # watchdog: the bootloader goes back to ota_0
+    flash = json.loads((tmp_path / "esp32flash" / "otadata.json").read_text())
+    assert flash["running"] == "ota_0" and flash["states"]["ota_1"] == "aborted"
+    rej = _state(tmp_path)["rejected"]
+    assert rej["ver"] == "10.0.0" and "bootloader rolled back" in rej["why"]
+
+
+def test_a_confirmed_image_stays(mp, tmp_path, keys, server):
+    img = tmp_path / "fw.bin"
+    img.write_bytes(b"\xe9" + bytes(8191))
+    _, url = _release(server, keys, version="10.1.0", image=str(img))
+    assert "REBOOT" in _agent(mp, tmp_path, keys, url).stdout
+    # One boot: the image runs on trial and, healthy, confirms itself.
+    code = ("exec(open(%r).read())\nimport otaboot\nprint('KEPT', otaboot.passed())\n"
+            % os.path.join(paths.FIRMWARE, "boot.py"))
+    assert "KEPT 10.1.0" in mp.run(code, cwd=str(tmp_path), env={"FAKE_RESET_CAUSE": "5"}).stdout
+    _boot(mp, tmp_path, cause=2)
+    flash = json.loads((tmp_path / "esp32flash" / "otadata.json").read_text())
+    assert flash["running"] == "ota_1" and flash["states"]["ota_1"] == "valid"

@@ -289,3 +289,120 @@ def test_a_confirmed_image_stays(mp, tmp_path, keys, server):
     _boot(mp, tmp_path, cause=2)
     flash = json.loads((tmp_path / "esp32flash" / "otadata.json").read_text())
     assert flash["running"] == "ota_1" and flash["states"]["ota_1"] == "valid"
+
+
+# --- end to end: a driving bus takes an update from the broker --------------------
+
+BUS = """
+import machine, network, fakeclock, time, json
+fakeclock.CLOCK.set_virtual(%(t0_ms)d, utc_s=%(utc)d, pace=0.05)  # 20x real time, as make sim
+network.set_aps([{"ssid": "phs-sim", "key": "k"}])
+exec(open(%(boot)r).read())
+import transit
+print('VERSION', transit.VERSION)
+from simgps import Drive
+import transit.startup
+from transit import app as appmod
+
+def run(cfg, board, state):
+    a = appmod.build(cfg, board, state, wlan=board.wlan())
+    a.boot_event()
+    uart = machine.UART(2)
+    drive = Drive([(16815440, 100263670), (16824700, 100261600), (16830000, 100270000)], seed=%(seed)d,
+                  start_unix=%(utc)d)
+    epochs = drive.epochs()
+    for second in range(%(seconds)d):
+        uart.feed(next(epochs)[2])
+        a.run(max_loops=50, loop_ms=20)
+        if %(until_kept)r and a.trial is None:
+            print('KEPT', second, json.dumps(a.health.document().get('ota')))
+            a.queue.commit()
+            a.run(max_loops=200, loop_ms=20)
+            return
+        if second %% 20 == 0:
+            print('DRIVING', second, a.queue.last_seq, a.uplink.publish_checked())
+    print('NO UPDATE')
+
+transit.startup.main(run=run, board_dirs=(%(boards)r,))
+"""
+
+
+def test_a_driving_bus_takes_an_update_from_the_broker_and_passes_its_trial(mp, tmp_path, keys, server,
+                                                                              broker_factory, subscriber_factory):
+    import threading
+    import time
+    import telemetry
+    import paho.mqtt.publish as publish
+    broker = broker_factory()
+    sub = subscriber_factory(broker, ["phs/#"])
+    _, url = _release(server, keys, version="9.10.0")
+    dev = {"device_id": "bus-ota2", "role": "bus", "board": "sim", "ota_key": keys["good_pub"],
+           "broker": {"host": broker.host, "port": broker.port, "tls": False}, "networks": [{"ssid": "phs-sim"}],
+           "uplink": {"batch_s": 5, "ack_ms": 30000, "connect_ms": 30000}, "watchdog_ms": 60000}
+    (tmp_path / "device.json").write_text(json.dumps(dev))
+    (tmp_path / "secrets.json").write_text(json.dumps({"wifi": {"phs-sim": "k"}, "mqtt_password": ""}))
+    sim_tools = os.path.join(paths.ROOT, "build", "ota_tools")
+    os.makedirs(sim_tools, exist_ok=True)
+    shutil.copy(os.path.join(paths.TOOLS, "simgps.py"), sim_tools)
+    utc = 1795766400
+    cmd = ota_tool.command(url, at="now", trial_s=30)
+    sent = {}
+
+    def operator():
+        # Send the update once the bus is on the broker (its status is there),
+        # while it drives; as tools/ota.py does, send the same command (same id)
+        # again until the board answers: a command sent while a board is between
+        # connections is not kept for it.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if any(t == "phs/bus/bus-ota2/ack" for t, _, _, _ in sub.messages):
+                return
+            if any(t == "phs/bus/bus-ota2/status" for t, _, _, _ in sub.messages):
+                sent.setdefault("t", time.monotonic())
+                try:
+                    publish.single("phs/bus/bus-ota2/cmd", json.dumps(cmd), qos=1, hostname=broker.host,
+                                   port=broker.port)
+                except OSError:
+                    return  # the test is over and its broker gone
+                time.sleep(1.0)
+            time.sleep(0.05)
+
+    threading.Thread(target=operator, daemon=True).start()
+    code = BUS % {"t0_ms": 0, "utc": utc, "boot": os.path.join(paths.FIRMWARE, "boot.py"), "seed": 3,
+                  "seconds": 3000, "until_kept": False, "boards": paths.BOARDS}
+    res = mp.run(code, cwd=str(tmp_path), heap=HEAP, path=[sim_tools], check=False, timeout=300)
+    out = res.stdout + res.stderr
+    assert "VERSION " + _base_version() in out and "NO UPDATE" not in out, out[-3000:]
+    assert "ResetRequested" in out, out[-3000:]  # the planned reboot into the new version
+    seen = [(t, p[:300]) for t, p, _, _ in sub.messages if t.endswith(("/ack", "/status", "/cmd"))]
+    assert os.path.exists(tmp_path / "ota" / "state.json"), (out[-1500:], seen, sent)
+    assert _state(tmp_path)["cur"]["ver"] == "9.10.0"
+    code = BUS % {"t0_ms": 0, "utc": utc + 600, "boot": os.path.join(paths.FIRMWARE, "boot.py"), "seed": 4,
+                  "seconds": 600, "until_kept": True, "boards": paths.BOARDS}
+    res = mp.run(code, cwd=str(tmp_path), heap=HEAP, path=[sim_tools], check=False, timeout=300,
+                 env={"FAKE_RESET_CAUSE": "2"})
+    out = res.stdout + res.stderr
+    took = time.monotonic() - sent["t"]
+    assert "VERSION 9.10.0" in out, out[-3000:]
+    kept = [l for l in res.stdout.splitlines() if l.startswith("KEPT")]
+    assert kept, out[-3000:]
+    assert json.loads(kept[0].split(" ", 2)[2]) == {"run": "9.10.0"}
+    assert took < 120, "update to trial passed took %.0f s" % took
+    print("update: command to trial passed in %.1f s wall time" % took)
+    # Both versions' records reached the broker; the queue survived the switch.
+    stream = telemetry.Stream()
+    acks = []
+    for topic, payload, _, _ in sub.wait_for(1, topic_prefix="phs/bus/bus-ota2/"):
+        if topic.endswith("/ack"):
+            acks.append(json.loads(payload))
+    for topic, payload, _, _ in list(sub.messages):
+        if topic.startswith("phs/bus/bus-ota2/") and not topic.endswith(("/cmd", "/ack")):
+            stream.feed(topic, payload)
+    assert any(a.get("op") == "ota" and a.get("ok") and a.get("r") == "accepted" for a in acks), acks
+    # Sequence numbers are reserved 64 at a time (docs/queue.md): each boot's
+    # records are contiguous, and both boots' records arrived.
+    seqs = stream.seqs()
+    first = [s for s in seqs if s < 65]
+    second = [s for s in seqs if s >= 65]
+    assert first and second, seqs
+    assert not stream.gaps(first[0], first[-1]) and not stream.gaps(second[0], second[-1])

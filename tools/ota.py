@@ -25,6 +25,7 @@ import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+RESEND_S = 10  # a board that has not answered gets the same command again
 
 
 class RangeHandler(http.server.SimpleHTTPRequestHandler):
@@ -93,6 +94,8 @@ class Rollout:
         with self.lock:
             if kind == "ack" and doc.get("op") == "ota" and not doc.get("ok"):
                 self.state[dev] = "failed: " + str(doc.get("err"))
+            elif kind == "ack" and doc.get("op") == "ota" and self.state[dev] == "sent":
+                self.state[dev] = "accepted"
             elif kind == "status":
                 ota = doc.get("ota") or {}
                 rej = ota.get("rejected") or {}
@@ -110,12 +113,20 @@ class Rollout:
         with self.lock:
             for d in devices:
                 self.state[d] = "sent"
-        for d in devices:
-            self.client.publish("%s/%s/%s/cmd" % (self.root, role, d), json.dumps(cmd_for()), qos=1)
+        cmds = {d: cmd_for() for d in devices}
         deadline = time.monotonic() + timeout_s
         last = None
+        resend_at = 0
         with self.lock:
             while True:
+                now = time.monotonic()
+                if now >= resend_at:
+                    # A board between connections does not get a command: send the
+                    # same one (same id: the board runs it once) until it answers.
+                    for d in devices:
+                        if self.state[d] == "sent":
+                            self.client.publish("%s/%s/%s/cmd" % (self.root, role, d), json.dumps(cmds[d]), qos=1)
+                    resend_at = now + RESEND_S
                 view = {d: self.state[d] for d in devices}
                 if view != last:
                     say("  " + ", ".join("%s %s" % kv for kv in sorted(view.items())))

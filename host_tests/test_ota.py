@@ -406,3 +406,115 @@ def test_a_driving_bus_takes_an_update_from_the_broker_and_passes_its_trial(mp, 
     second = [s for s in seqs if s >= 65]
     assert first and second, seqs
     assert not stream.gaps(first[0], first[-1]) and not stream.gaps(second[0], second[-1])
+
+
+# --- rollout in waves (tools/ota.py send) ------------------------------------------
+
+FLEET_BOARD = """
+import machine, network, fakeclock, os
+fakeclock.CLOCK.set_virtual(0, utc_s=1795766400, pace=0.05)
+network.set_aps([{"ssid": "phs-sim", "key": "k"}])
+exec(open(%(boot)r).read())
+import transit.startup
+from transit import app as appmod
+
+def run(cfg, board, state):
+    a = appmod.build(cfg, board, state, wlan=board.wlan())
+    a.boot_event()
+    for second in range(1200):
+        a.run(max_loops=50, loop_ms=20)
+        try:
+            os.stat('STOP')
+            return
+        except OSError:
+            pass
+
+transit.startup.main(run=run, board_dirs=(%(boards)r,))
+"""
+
+
+class Fleet:
+    """Simulated boards: each a folder and a thread that powers it on again after every reset."""
+
+    def __init__(self, mp, root, broker, keys, names, bad_key=()):
+        import threading
+        self.mp = mp
+        self.boards = {}
+        self.threads = []
+        for name in names:
+            fs = root / name
+            fs.mkdir()
+            key = keys["other_pub"] if name in bad_key else keys["good_pub"]
+            dev = {"device_id": name, "role": "bus", "board": "sim", "ota_key": key,
+                   "broker": {"host": broker.host, "port": broker.port, "tls": False},
+                   "networks": [{"ssid": "phs-sim"}], "watchdog_ms": 60000,
+                   "uplink": {"batch_s": 30, "ack_ms": 30000, "connect_ms": 30000}}
+            (fs / "device.json").write_text(json.dumps(dev))
+            (fs / "secrets.json").write_text(json.dumps({"wifi": {"phs-sim": "k"}, "mqtt_password": ""}))
+            self.boards[name] = {"fs": fs, "boots": 0}
+            t = threading.Thread(target=self._power, args=(name,), daemon=True)
+            self.threads.append(t)
+            t.start()
+
+    def _power(self, name):
+        b = self.boards[name]
+        code = FLEET_BOARD % {"boot": os.path.join(paths.FIRMWARE, "boot.py"), "boards": paths.BOARDS}
+        while not (b["fs"] / "STOP").exists():
+            b["boots"] += 1
+            b["last"] = self.mp.run(code, cwd=str(b["fs"]), heap=HEAP, check=False, timeout=120,
+                                    env={"FAKE_RESET_CAUSE": "2"})
+
+    def stop(self):
+        for b in self.boards.values():
+            (b["fs"] / "STOP").write_text("")
+        for t in self.threads:
+            t.join(60)
+
+
+def _send(broker, release_path, url_base, devices, wave, tmp_path):
+    creds = tmp_path / "operator.json"
+    creds.write_text(json.dumps({"username": "", "mqtt_password": ""}))  # an anonymous test broker
+    lines = []
+    args = ["send", "--release", release_path, "--url", url_base, "--broker", "%s:%d" % (broker.host, broker.port),
+            "--creds", str(creds), "--wave", str(wave), "--at", "now", "--trial-s", "20", "--timeout-s", "90"]
+    ns = ota_tool.parse(args + list(devices))
+    rc = ota_tool.send(ns, say=lines.append)
+    return rc, lines
+
+
+def test_a_wave_where_one_board_refuses_stops_the_rollout(mp, tmp_path, keys, server, broker_factory,
+                                                          subscriber_factory):
+    broker = broker_factory()
+    cmds = subscriber_factory(broker, ["phs/bus/+/cmd"])
+    path, _ = _release(server, keys, version="9.11.0")
+    names = ["bus-%04d" % i for i in range(1, 21)]
+    # The first wave: three boards powered on, one holding the wrong release key.
+    fleet = Fleet(mp, tmp_path, broker, keys, names[:3], bad_key=("bus-0002",))
+    try:
+        rc, lines = _send(broker, path, server[1], names, 3, tmp_path)
+    finally:
+        fleet.stop()
+    text = "\n".join(lines)
+    assert rc == 1, text
+    assert "stopping the rollout" in text and "bus-0002 failed: signature: does not verify" in text, text
+    # The boards that passed run the new version; the other 17 never got the command.
+    assert {t.split("/")[2] for t, _, _, _ in cmds.messages} == set(names[:3])
+    for name in ("bus-0001", "bus-0003"):
+        assert _state(tmp_path / name)["cur"]["ver"] == "9.11.0" and _state(tmp_path / name)["trial"] == 0
+    assert not os.path.exists(tmp_path / "bus-0002" / "ota" / "state.json")
+
+
+def test_a_rollout_in_two_waves_updates_every_board(mp, tmp_path, keys, server, broker_factory):
+    broker = broker_factory()
+    path, _ = _release(server, keys, version="9.12.0")
+    names = ["bus-%04d" % i for i in range(31, 35)]
+    fleet = Fleet(mp, tmp_path, broker, keys, names)
+    try:
+        rc, lines = _send(broker, path, server[1], names, 2, tmp_path)
+    finally:
+        fleet.stop()
+    text = "\n".join(lines)
+    assert rc == 0 and "every board runs 9.12.0" in text, text
+    assert text.count("ota: wave of") == 2
+    for name in names:
+        assert _state(tmp_path / name)["cur"]["ver"] == "9.12.0"

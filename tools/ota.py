@@ -148,7 +148,9 @@ def send(args, say=print):
         creds = json.load(f)
     host, _, port = args.broker.partition(":")
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="ota-%s" % uuid.uuid4().hex[:8])
-    c.username_pw_set(creds.get("user") or creds.get("username"), creds.get("password"))
+    user = creds.get("username") or creds.get("user")
+    if user:  # provisioning's credential files: {"username": ..., "mqtt_password": ...}
+        c.username_pw_set(user, creds.get("mqtt_password", creds.get("password")))
     if args.ca:
         c.tls_set(ca_certs=args.ca)
     ro = Rollout(c, args.root, version)
@@ -186,7 +188,7 @@ def send(args, say=print):
     return 1 if failed else 0
 
 
-def main(argv=None):
+def parse(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("serve", help="serve build/release over HTTP with Range")
@@ -206,7 +208,11 @@ def main(argv=None):
     t.add_argument("--trial-s", type=int, default=60)
     t.add_argument("--timeout-s", type=int, default=900, help="per wave")
     t.add_argument("devices", nargs="+")
-    a = ap.parse_args(argv)
+    return ap.parse_args(argv)
+
+
+def main(argv=None):
+    a = parse(argv)
     if a.cmd == "serve":
         srv = serve(a.dir, a.host, a.port)
         print("ota: serving %s on http://%s:%d/ (Ctrl-C stops)" % (a.dir, a.host, srv.server_port))

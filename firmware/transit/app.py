@@ -145,6 +145,7 @@ class App:
             import otaboot
             ver = otaboot.passed()
             self.trial = None
+            self.uplink.status_now()  # the operator's rollout waits for this
             print("ota: version %s passed its trial" % ver)
 
     # --- recording -----------------------------------------------------

@@ -373,6 +373,10 @@ class Uplink:
         c.end_publish(w)
         self.stats["msgs"] += 1
 
+    def status_now(self):
+        """Publish the status at the next chance (something an operator waits for changed)."""
+        self._status_due = True
+
     def publish_checked(self):
         """Connected, and the broker proved it keeps what we publish."""
         return self.connected and self._verified

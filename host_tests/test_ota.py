@@ -518,3 +518,33 @@ def test_a_rollout_in_two_waves_updates_every_board(mp, tmp_path, keys, server, 
     assert text.count("ota: wave of") == 2
     for name in names:
         assert _state(tmp_path / name)["cur"]["ver"] == "9.12.0"
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_power_cuts_on_littlefs_through_a_whole_update_always_leave_a_bootable_complete_version(
+        mp, tmp_path, keys, server, seed):
+    path, url = _release(server, keys, version="9.13.%d" % seed)
+    script = os.path.join(paths.HOST_TESTS, "mpscripts", "ota_powercut.py")
+    res = mp.run(script=script, heap="2M", path=[paths.FAKES], args=[url, keys["good_pub"], str(seed),
+                 os.path.join(path, "manifest.json")], timeout=300)
+    line = [l for l in res.stdout.splitlines() if l.startswith("RESULT")][0]
+    fields = dict(kv.split("=", 1) for kv in line.split()[1:])
+    print(line)
+    assert fields["switched"] == "1" and fields["final"] == "9.13.%d" % seed, line
+    assert int(fields["cuts"]) >= 10, line  # cut often: in the download, the staging and the switch
+    choices = dict(c.split(":") for c in fields["choices"].split(","))
+    assert set(choices) <= {"base", "9.13.%d" % seed} and "base" in choices, line
+
+
+def test_a_power_cut_at_every_write_of_the_switch_boots_old_or_new_and_the_update_completes(
+        mp, tmp_path, keys, server):
+    path, url = _release(server, keys, version="9.14.0")
+    script = os.path.join(paths.HOST_TESTS, "mpscripts", "ota_powercut.py")
+    res = mp.run(script=script, heap="4M", path=[paths.FAKES], args=[url, keys["good_pub"], "1",
+                 os.path.join(path, "manifest.json"), "switch"], timeout=300)
+    line = [l for l in res.stdout.splitlines() if l.startswith("SWITCH")][0]
+    print(line)
+    fields = dict(kv.split("=", 1) for kv in line.split()[1:])
+    choices = dict(c.split(":") for c in fields["choices"].split(","))
+    assert set(choices) == {"base", "9.14.0"}, line  # cuts before and after the one atomic write
+    assert int(fields["cuts"]) >= 20, line

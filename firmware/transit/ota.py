@@ -74,6 +74,20 @@ def _mkdirs(path):
             pass  # exists
 
 
+def _remove(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass  # already gone: what we wanted
+
+
+def _isdir(path):
+    try:
+        return os.stat(path)[0] & 0x4000 != 0
+    except OSError:
+        return False
+
+
 def _rmtree(path):
     try:
         for entry in os.ilistdir(path):
@@ -208,6 +222,7 @@ class Agent:
                 return True
             self.f.write(buf[:n])
             moved += n
+            self.f.flush()  # LittleFS keeps only synced data over a power cut: resume from here
             self.job["done"] = self.job.get("done", 0) + n
             if size >= 0 and have + moved >= size:
                 self._close()
@@ -346,15 +361,20 @@ class Agent:
         self._save()
 
     def _switch(self):
+        """Idempotent: a power cut anywhere in here is finished by the next boot's agent."""
         job = self.job
         doc = otaboot.read() or {}
         new = {"ver": job["ver"], "build": job["build"], "kind": job["kind"]}
+        if (doc.get("cur") or {}).get("build") == job["build"]:
+            self._finish(False)  # switched already; the cut came before the job was closed
+            return
         if job["kind"] == "files":
             folder = OTA_DIR + "/" + job["build"]
-            _rmtree(folder)
-            os.remove(STAGE + "/manifest.json")
-            os.remove(STAGE + "/manifest.sig")
-            os.rename(STAGE, folder)
+            if _isdir(STAGE):
+                _rmtree(folder)
+                _remove(STAGE + "/manifest.json")
+                _remove(STAGE + "/manifest.sig")
+                os.rename(STAGE, folder)
             new["dir"] = folder
         else:
             new["part"] = job["part"]
@@ -366,12 +386,14 @@ class Agent:
         doc.update({"cur": new, "prev": old, "trial": 1, "boots": 0, "fail": "",
                     "max_boots": job["max_boots"], "trial_s": job["trial_s"]})
         otaboot.write(doc)  # the one atomic step: the next boot runs the new version
-        job["st"] = "done"
-        self._save()
-        os.remove(JOB)
+        self._finish()
+
+    def _finish(self, reboot=True):
+        _remove(JOB)
         self.job = None
         self.stats["ok"] += 1
-        self.env.reboot()
+        if reboot:
+            self.env.reboot()
 
     def _fail(self, why):
         self._close()

@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 MPYLIB_STAMP := build/mpylib/.fetched
 PYTEST_ARGS ?=
 
-.PHONY: setup test sim bench clean mosquitto flash doctor provision vboard
+.PHONY: setup test sim bench clean mosquitto flash doctor provision vboard release
 
 setup: $(STAMP) $(MPYLIB_STAMP) mosquitto
 
@@ -54,3 +54,8 @@ provision: setup
 
 vboard: setup
 	$(VPY) tools/vboard.py --fs build/vboard $(VBOARD_ARGS)
+
+# Over-the-air releases (docs/ota.md): RELEASE_ARGS="--image fw.bin", "--init-key", "--version 0.2.0" ...
+RELEASE_ARGS ?=
+release: setup
+	$(VPY) tools/release.py $(RELEASE_ARGS)

@@ -14,5 +14,6 @@
 include("$(PORT_DIR)/boards/manifest.py")
 
 package("transit", base_path="../firmware")
-for name in ("civil", "geo", "nmea", "nmea_reader", "beams", "dqueue", "dqueue_lane"):
+for name in ("civil", "geo", "nmea", "nmea_reader", "beams", "dqueue", "dqueue_lane",
+             "otaboot", "ed25519", "sha512"):
     module(name + ".py", base_path="../lib")

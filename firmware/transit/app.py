@@ -64,7 +64,7 @@ class App:
         self.link = Link(cfg["networks"], cfg.wifi_key, wlan=wlan, ppp_factory=ppp_factory)
         # The clock is set (SNTP, GPS, flash floor) before the first TLS handshake.
         self.timesync = TimeSync(cfg, board.rtc(), link=self.link, path=QUEUE_DIR + "/time.json")
-        hooks = {"reboot": self.reboot, "flush": self.flush, "reset_load": self.reset_load}
+        hooks = {"reboot": self.reboot, "flush": self.flush, "reset_load": self.reset_load, "ota": self.ota_command}
         self.commands = Commands(cfg, cfg["device_id"], hooks)
         self.uplink = Uplink(cfg, self.queue, commands=self.commands, status_doc=self.health.document,
                              link=self.link, watch=self.watch_spec(cfg), time_gate=self.timesync.gate)
@@ -78,6 +78,14 @@ class App:
         self.health.register("boot", lambda: {"boots": state.boots, "last_error": state.last_error}, sparse=True)
         self.wdt = None
         self.boot_cause = board.reset_cause()
+        # Over-the-air updates (docs/ota.md): the agent is built only when an
+        # update runs or resumes; a version on trial is confirmed in step().
+        self.ota = None
+        self._ota_cmd_id = None
+        self.trial = _trial_settings()
+        if _exists("ota/job.json") or self.trial is not None:
+            self._ota_agent()
+        self.health.register("ota", self._ota_status, sparse=True)
 
     # --- hooks for commands ------------------------------------------
     def reboot(self):
@@ -91,6 +99,59 @@ class App:
 
     def reset_load(self):
         return None
+
+    # --- over-the-air updates (transit/ota.py) -----------------------------
+    def _ota_agent(self):
+        if self.ota is None:
+            from transit.ota import Agent
+            self.ota = Agent(self)
+            self.ota.answer = self._ota_answer
+        return self.ota
+
+    def ota_command(self, cmd):
+        from transit.ota import OtaError
+        from transit.commands import CommandError
+        try:
+            r = self._ota_agent().start(cmd)
+        except OtaError as e:
+            raise CommandError(str(e))
+        self._ota_cmd_id = cmd.get("id")
+        return r
+
+    def _ota_answer(self, ok, text):
+        from transit import schema
+        self.uplink.answer_later(schema.ack_doc(self.cfg["device_id"], self._ota_cmd_id, "ota", ok,
+                                                result=text, error=text), ok)
+
+    def _ota_status(self):
+        return self.ota.status() if self.ota is not None else {}
+
+    def chip(self):
+        return self.board.desc["chip"]
+
+    def version(self):
+        return VERSION
+
+    def public_key(self):
+        key = self.cfg.get("ota_key")
+        return bytes.fromhex(key) if key else None
+
+    def may_switch(self, at):
+        """Switch now, or ("idle") only when the vehicle is parked."""
+        return at == "now" or self.parked()
+
+    def parked(self):
+        return True
+
+    def _trial_step(self):
+        """Confirm a version on trial once its loop ran trial_s and the broker
+        took its publish check (lib/otaboot.py rolls back otherwise)."""
+        if time.ticks_diff(time.ticks_ms(), self.t_start) >= self.trial * 1000 and self.uplink.publish_checked():
+            import otaboot
+            ver = otaboot.passed()
+            self.trial = None
+            self.uplink.status_now()  # the operator's rollout waits for this
+            print("ota: version %s passed its trial" % ver)
 
     # --- recording -----------------------------------------------------
     def record(self, rtype, payload, ts, flags):
@@ -146,6 +207,10 @@ class App:
         self.link.step(not busy)
         self.timesync.step(not busy)
         self.uplink.step(not busy)
+        if self.ota is not None:
+            self.ota.step(not busy)
+            if self.trial is not None:
+                self._trial_step()
         self.loops += 1
         if not self.healthy_marked and time.ticks_diff(time.ticks_ms(), self.t_start) > HEALTHY_AFTER_MS:
             self.healthy_marked = True
@@ -205,6 +270,10 @@ class BusApp(App):
 
     def busy(self):
         return self.doors.busy()
+
+    def parked(self):
+        """Ignition off, or inside the depot's geofence: the time to switch versions."""
+        return not self.ignition or self.fences.in_kind(self._kinds[0])
 
     def reset_load(self):
         self.stops.reset_load(self._reasons[3])
@@ -368,6 +437,27 @@ class DepotApp(App):
                 break
             self.record(R.ROSTER, R.pack_roster(r[0], r[1], r[2], r[3]), self.unix_now(), self.timesync.flags())
         return App.step(self)
+
+
+def _exists(path):
+    import os
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
+def _trial_settings():
+    """Seconds a version on trial must run before it is kept, or None (no trial)."""
+    try:
+        import otaboot
+    except ImportError:
+        return None
+    doc = otaboot.read()
+    if not doc or not doc.get("trial"):
+        return None
+    return doc.get("trial_s", 60)
 
 
 def _mkdir(path):

@@ -7,6 +7,7 @@ A command is a JSON object {"id": "...", "op": "...", ...}:
   flush                      -> the uplink drains the queue now
   reset_load                 -> the app zeroes the passenger load
   reboot                     -> answered first, then the app reboots
+  ota        url, at         -> "accepted"; the update runs in the loop (docs/ota.md)
 Anything malformed, unknown or out of range gets {"ok": false, "err": ...}
 and changes nothing. Effects come through hooks the app supplies, so this
 module never touches hardware and runs the same on the host.
@@ -18,7 +19,7 @@ from transit import config as _config
 from transit import schema
 
 MAX_BYTES = 512  # a longer command is refused unread
-_OPS = ("ping", "get", "set", "flush", "reset_load", "reboot")
+_OPS = ("ping", "get", "set", "flush", "reset_load", "reboot", "ota")
 
 
 class CommandError(ValueError):
@@ -99,5 +100,7 @@ class Commands:
             raise CommandError("%s: not available on this device" % op)
         if op == "reboot":
             return "rebooting", fn  # after the answer is on the wire
+        if op == "ota":
+            return fn(cmd), None  # "accepted"; the outcome follows as a second answer
         fn()
         return "done", None

@@ -42,6 +42,7 @@ SPEC = (
     ("safe_mode_pin", _INT, -1, -1, 39, False),
     ("watchdog_ms", _INT, 8000, 2000, 60000, False),
     ("crash_limit", _INT, 3, 1, 20, False),
+    ("ota_key", _STR, "", 0, 64, False),  # hex Ed25519 key that signs releases (docs/ota.md)
 )
 _SPEC_BY_KEY = {}
 for _s in SPEC:

@@ -42,11 +42,14 @@ def main(run=None, **kw):
     """Boot. `run(cfg, board, state)` is the application (default: transit.app.run)."""
     cfg, board, state = prepare(**kw)
     if cfg is None:
+        if board is not None and _ota_failed("safe mode: %s" % state):
+            board.reset()  # a release on trial put us here: the next boot rolls it back
         safemode.enter(state, board)
         return False
-    if run is None:
-        from transit.app import run
     try:
+        if run is None:
+            # Inside the try: a module that fails to import is a crash like any other.
+            from transit.app import run
         run(cfg, board, state)
     except KeyboardInterrupt:
         # A technician (mpremote, make doctor) interrupted it: not a crash.
@@ -65,5 +68,15 @@ def main(run=None, **kw):
             text = repr(e)
         print(text)
         state.record_error(text[-200:])
+        _ota_failed("crash: " + text[-100:])
         board.reset()
     return True
+
+
+def _ota_failed(why):
+    """Tell the OTA loader that the version on trial failed (docs/ota.md)."""
+    try:
+        import otaboot
+    except ImportError:
+        return False
+    return otaboot.failed(why)

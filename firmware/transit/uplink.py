@@ -384,6 +384,19 @@ class Uplink:
         c.end_publish(w)
         self.stats["msgs"] += 1
 
+    def status_now(self):
+        """Publish the status at the next chance (something an operator waits for changed)."""
+        self._status_due = True
+
+    def publish_checked(self):
+        """Connected, and the broker proved it keeps what we publish."""
+        return self.connected and self._verified
+
+    def answer_later(self, text, ok):
+        """Queue an answer that is not a direct reply (e.g. an update's outcome)."""
+        if len(self._acks) < _MAX_CMDS:
+            self._acks.append((text, ok, None))
+
     def status(self):
         """The uplink's part of the status: counters that are not zero, plus
         the ones consumers always need (kept small: it goes over cellular)."""

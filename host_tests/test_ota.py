@@ -548,3 +548,14 @@ def test_a_power_cut_at_every_write_of_the_switch_boots_old_or_new_and_the_updat
     choices = dict(c.split(":") for c in fields["choices"].split(","))
     assert set(choices) == {"base", "9.14.0"}, line  # cuts before and after the one atomic write
     assert int(fields["cuts"]) >= 20, line
+
+
+def test_the_agent_waits_while_a_door_is_busy(mp, tmp_path, keys, server):
+    _, url = _release(server, keys, version="9.15.0")
+    code = AGENT.replace("a.step(True)", "a.step(False)") % {
+        "chip": "sim", "ver": _base_version(), "key": keys["good_pub"], "start": True, "url": url,
+        "steps": 500, "stop_ready": False}
+    res = mp.run(code, cwd=str(tmp_path), heap=HEAP)
+    job = json.loads(res.stdout.split("JOB ", 1)[1].splitlines()[0])
+    assert job["st"] == "manifest" and not job.get("done")  # nothing fetched, nothing written
+    assert os.listdir(tmp_path / "ota" / "stage") == []

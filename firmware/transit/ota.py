@@ -160,8 +160,8 @@ class Agent:
     def step(self, may_block):
         """One bounded slice of work; never raises (a failure ends the job, reported)."""
         job = self.job
-        if job is None or not self.active():
-            return
+        if job is None or not may_block or not self.active():
+            return  # a busy door: no connection, and no flash writes that stall pin callbacks
         try:
             st = job["st"]
             if st == "manifest":

@@ -11,7 +11,8 @@ erase or sync fails with -EIO (a return code, which VfsLfs2 turns into
 OSError(EIO)) until revive(). Returning the code instead of raising keeps a
 dead session's file finalisers quiet and allocation-free. A test then mounts a fresh VfsLfs2
 on the same RAM image, as a board does after the supply comes back.
-bytes_programmed and erases measure what the filesystem really wrote.
+bytes_programmed and erases (and erase_counts, per block) measure what the
+filesystem really wrote.
 """
 
 _EIO = 5
@@ -37,6 +38,7 @@ class RAMBlockDev:
         self.bytes_programmed = 0
         self.erases = 0
         self.writes = 0
+        self.erase_counts = [0] * block_count  # per block, for the wear maximum
 
     @staticmethod
     def _fill(mv, start, n):
@@ -71,6 +73,8 @@ class RAMBlockDev:
         self.bytes_programmed = 0
         self.erases = 0
         self.writes = 0
+        for i in range(self.block_count):
+            self.erase_counts[i] = 0
 
     def _power_lost(self):
         self.cut = True
@@ -119,6 +123,7 @@ class RAMBlockDev:
             return self._power_lost()
         self._fill(self._mv, block * self.block_size, self.block_size)
         self.erases += 1
+        self.erase_counts[block] += 1
         return 0
 
     def ioctl(self, op, arg):

@@ -16,8 +16,9 @@ import time
 from binascii import crc32
 
 from dqueue_fs import BLOCK, SEG_BLOCKS, capacity, names as _names, statfs
+from dqueue_boot import recover
 from dqueue_lane import Lane
-from dqueue_reader import SegReader, HDR, MAX_PAYLOAD, OK, END, TORN
+from dqueue_reader import SegReader, HDR, MAX_PAYLOAD
 
 try:
     from micropython import const
@@ -39,12 +40,10 @@ except AttributeError:  # plain CPython without the fakes
 # hours (995 KB) plus a week of stop visits (246 KB), leaving ~0.5 MiB for code.
 DEFAULT_BUDGET = const(1572864)
 DEFAULT_SEGMENT = const(16368)  # what 4 LittleFS blocks of 4096 bytes hold (skip-list pointers)
-RESERVE_BLOCKS = const(8)  # free blocks left to LittleFS (copy-on-write, metadata) and other files
-_DIR_MAX = const(4096)  # folder entries read at boot before giving up (a broken directory)
 SEQ_STEP = const(64)  # seq numbers reserved on flash ahead of use
 _ENOSPC = const(28)
 _STATE_FMT = "<IIIIII"  # gen, prio seg, prio off, normal seg, normal off, seq reserve; then crc32
-_STATE_LEN = const(28)
+_STATE_LEN = const(28)  # also in dqueue_boot
 _BIG = const(0x7FFFFFFF)
 _U32 = const(0xFFFFFFFF)
 
@@ -83,7 +82,7 @@ class DurableQueue:
         self._state_dirty = False
         self.last_seq = 0
         t0 = self._ticks()
-        self._recover()
+        recover(self)
         self.stats["recover_ms"] = _ticks_diff(self._ticks(), t0)
 
     # --- public API ---------------------------------------------------
@@ -314,111 +313,6 @@ class DurableQueue:
         except OSError as e:
             self._state_dirty = True
             self.stats["enospc" if e.args and e.args[0] == _ENOSPC else "io_errors"] += 1
-
-    def _load_state(self):
-        best = None
-        b = bytearray(_STATE_LEN)
-        for i in (0, 1):
-            try:
-                with open("%s/state%d" % (self.path, i), "rb") as f:
-                    got = f.readinto(b)
-            except OSError:
-                continue
-            if got != _STATE_LEN or crc32(memoryview(b)[:24]) != struct.unpack_from("<I", b, 24)[0]:
-                continue
-            st = struct.unpack_from(_STATE_FMT, b, 0)
-            if best is None or st[0] > best[0]:
-                best = st
-        return best
-
-    # --- recovery ------------------------------------------------------------
-    def _recover(self):
-        try:
-            os.mkdir(self.path)
-        except OSError:
-            pass  # exists already (EEXIST); anything worse shows at the first open
-        st = self._load_state()
-        p, n = self._prio, self._norm
-        if st:
-            self._gen, p.cur_seg, p.cur_off, n.cur_seg, n.cur_off, self._reserve = st
-            self._saved_reserve = self._reserve
-        names = {"p": [], "n": []}
-        self._list(names)
-        top = self._reserve
-        for lane in (p, n):
-            nums = names[lane.letter]
-            nums.sort()
-            for segno in nums:
-                try:
-                    top = max(top, self._scan(lane, segno))
-                except OSError:  # unreadable: left on flash for the next boot
-                    self.stats["io_errors"] += 1
-                    lane.appendable = False
-            lane.next_seg = max(lane.cur_seg, nums[-1] if nums else 0) + 1
-            self.stats["recovered"] += lane.flash_count()
-        self.last_seq = top
-        if self._fs_free >= 0 and self._bsize:  # what the flash can really hold, measured now
-            have = self.flash_bytes() + self._fs_free - RESERVE_BLOCKS * self._bsize
-            self.budget_bytes = max(0, min(self.budget_bytes, have))
-
-    def _list(self, names):
-        """Stream the folder (never a list of every name): segment numbers per
-        lane; other files (another module's, say) are left alone. A read error
-        inside LittleFS' listing yields empty names: stop there, counted."""
-        k = 0
-        try:
-            for name in _names(self.path):
-                k += 1
-                if not name or k > _DIR_MAX:
-                    self.stats["io_errors"] += 1
-                    break
-                if len(name) == 9 and name[0] in "pn" and name[1:].isdigit():
-                    names[name[0]].append(int(name[1:]))
-        except OSError:  # an unreadable folder: start with what was read, keep counting
-            self.stats["io_errors"] += 1
-
-    def _scan(self, lane, segno):
-        """Verify one segment from its start; keep it if it holds records.
-        Returns the highest seq found (0 if none)."""
-        name = lane.fname(segno)
-        if segno < lane.cur_seg:  # acknowledged before the power went
-            self._remove(name)
-            return 0
-        rd = self._rd
-        rd.open(name, 0, _BIG)
-        k = acked = top = 0
-        try:
-            while True:
-                r = rd.next()
-                if r != OK:
-                    if r == END:
-                        break
-                    at = rd.off
-                    if not rd.resync(top):
-                        break
-                    lane.note_bad(segno, at, -1, self)  # one record lost, the rest is read
-                    continue
-                k += 1
-                top = max(top, rd.seq)
-                if segno == lane.cur_seg and rd.off <= lane.cur_off:
-                    acked += 1
-        finally:
-            rd.close()
-        if r == TORN:
-            self.stats["torn_tails"] += 1
-        elif r != END:
-            self.stats["crc_errors"] += 1
-        if k == 0:
-            self._remove(name)
-            return top
-        lane.segs.append(segno)
-        lane.lens.append(rd.off)
-        lane.nrec.append(k)
-        if segno == lane.cur_seg:
-            lane.head_acked = acked
-            lane.cur_off = min(lane.cur_off, rd.off)
-        lane.appendable = r == END  # a cut tail is kept for reading but never appended to
-        return top
 
     def _remove(self, name):
         try:

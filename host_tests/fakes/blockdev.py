@@ -35,6 +35,7 @@ class RAMBlockDev:
         self.read_budget = -1  # reads that may still happen; -1: no cut armed
         self.cut = False
         self.cuts = 0
+        self.epoch = 0  # power cycles: a Session of an older one is dead for good
         self.bytes_programmed = 0
         self.erases = 0
         self.writes = 0
@@ -67,7 +68,14 @@ class RAMBlockDev:
     def revive(self):
         """Power is back: writes work again (the RAM image is kept)."""
         self.cut = False
+        self.epoch += 1
         self.disarm()
+
+    def session(self):
+        """A view to mount for one power cycle: after revive() it fails every
+        call, so a dead session's file finalisers, whenever the GC runs them,
+        can never write into the next session's image."""
+        return Session(self)
 
     def reset_counters(self):
         self.bytes_programmed = 0
@@ -136,3 +144,26 @@ class RAMBlockDev:
         if 1 <= op <= 3:  # init, deinit, sync
             return _FAIL if self.cut else 0
         return None
+
+
+class Session:
+    """RAMBlockDev for one power cycle (see RAMBlockDev.session)."""
+
+    def __init__(self, dev):
+        self.dev = dev
+        self.epoch = dev.epoch
+
+    def readblocks(self, block, buf, off=0):
+        if self.epoch != self.dev.epoch:
+            return _FAIL
+        return self.dev.readblocks(block, buf, off)
+
+    def writeblocks(self, block, buf, off=None):
+        if self.epoch != self.dev.epoch:
+            return _FAIL
+        return self.dev.writeblocks(block, buf, off)
+
+    def ioctl(self, op, arg):
+        if self.epoch != self.dev.epoch and op != 4 and op != 5:  # count and size stay readable
+            return _FAIL
+        return self.dev.ioctl(op, arg)

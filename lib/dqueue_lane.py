@@ -140,10 +140,10 @@ class Lane:
         would run past it: a new segment costs no copy (docs/queue.md).
         Raises OSError; nothing is taken out of the buffer unless flushed."""
         first = HDR + struct.unpack_from("<H", self.buf, self.p0 + 4)[0]
-        if self.appendable and self.verify:
-            self.verify = False
-            if self.wf is None and os.stat(self.fname(self.segs[-1]))[6] != self.lens[-1]:
+        if self.appendable and self.verify and self.wf is None:
+            if os.stat(self.fname(self.segs[-1]))[6] != self.lens[-1]:  # may raise: checked again next time
                 self.seal()  # a failed write left bytes behind: never append after them
+            self.verify = False
         if self.appendable and self.lens[-1]:
             ln = self.lens[-1]
             fill = tail_fill(ln, bsize) if bsize else 0

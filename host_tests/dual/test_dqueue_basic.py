@@ -512,3 +512,22 @@ def test_a_bit_flipped_after_boot_is_skipped_counted_once():
     finally:
         _rmtree(d + "/q")
         _rmtree(d)
+
+
+def test_a_failed_write_that_left_bytes_behind_starts_a_new_segment():
+    d = _fresh_dir()
+    try:
+        q = _open(d)
+        q.append(STOP, b"a")
+        _failing_writes(q._prio)
+        q.append(STOP, b"b")  # the write fails...
+        with open(d + "/q/p00000001", "ab") as f:  # ...after a few bytes reached the file
+            f.write(b"\x01\x02\x03")
+        del q._prio.write_some
+        assert q.commit()
+        assert _segments(d) == ["p00000001", "p00000002"]
+        q = _reboot(q, d)
+        assert [r[4] for r in q.peek(10, 4096)] == [b"a", b"b"] and q.stats["torn_tails"] == 1
+    finally:
+        _rmtree(d + "/q")
+        _rmtree(d)

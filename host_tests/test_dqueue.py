@@ -57,7 +57,7 @@ def test_full_flash_drops_oldest_positions_keeps_stop_visits_and_resumes(mp):
 def test_default_commit_policy_writes_at_most_3x_and_acks_rewrite_no_file(mp):
     f = _figures(_run(mp, "dq_wear.py", "1M").stdout)
     assert f["record"] == 37
-    assert f["wa_x100"] <= 300, f  # flash bytes programmed per record byte, group commit of 64
+    assert f["wa_x100"] <= 300, f  # flash bytes programmed per record byte, a full buffer per commit
     # an acknowledgement is one small metadata commit: no segment copy, no erase
     assert f["ack_bytes_per_ack"] <= 128 and f["ack_erases"] == 0, f
     assert f["priority_bytes_per_record"] < 4096, f

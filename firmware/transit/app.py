@@ -58,7 +58,7 @@ class App:
         # filesystem); boards with the OTA layout set queue.budget_kib to ~576.
         budget = qs["budget_kib"] * 1024 if "budget_kib" in qs else DEFAULT_BUDGET
         self.queue = DurableQueue(QUEUE_DIR + "/q", budget_bytes=budget,
-                                  commit_ms=qs.get("commit_ms", COMMIT_MS), commit_records=qs.get("commit_records", 64),
+                                  commit_ms=qs.get("commit_ms", COMMIT_MS), commit_records=qs.get("commit_records"),
                                   priority_types=R.PRIORITY_TYPES)
         self.health = Health(cfg["device_id"], board.reset_cause())
         self.link = Link(cfg["networks"], cfg.wifi_key, wlan=wlan, ppp_factory=ppp_factory)
@@ -158,9 +158,10 @@ class App:
         """Append to the queue first, then tell the uplink (live first)."""
         try:
             seq = self.queue.append(rtype, payload, ts, flags)
-        except OSError as e:  # the queue counts its own I/O errors; the loop goes on
+        except Exception as e:  # counted in loop.errors; a lost record never resets the board
             self.errors += 1
-            print("queue append failed:", e)
+            self.last_error = repr(e)[:120]
+            print("queue append failed:", self.last_error)
             return None
         self.uplink.offer_live(rtype, seq, ts, flags, payload)
         return seq

@@ -6,18 +6,25 @@ a board filesystem in build/sim/<device>/, and runs the real bus firmware
 under the MicroPython unix port on the simulated board (tools/simbus.py):
 1 Hz NMEA along the route with noise and a GPS signal loss, passengers
 boarding and alighting through the door beams at every stop. In the middle
-of the run the broker goes away for a few stops and comes back. A live
-table shows what the broker receives; at the end the broker's view is
-checked against the generated passengers.
+of the run the broker goes away for a few stops and comes back (stopped,
+killed with SIGKILL, or frozen with SIGSTOP: --outage-kind). A live table
+shows what the broker receives; at the end the broker's view is checked
+against the generated passengers. The listener holds a persistent session
+that the broker has saved to disk before the bus starts, so it misses
+nothing even when a persistent broker is killed. One simulator per device
+id at a time: a second one is refused (it would delete the first's queue).
 
     make sim                                  # whole route, 20x real time
     make sim SIM_ARGS="--accel 0 --stops 4"   # as fast as possible, first 4 stops
+    make sim SIM_ARGS="--outage-kind freeze"  # a hung broker: TCP open, nothing answers
 """
 
 import argparse
+import errno
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -40,7 +47,54 @@ def micropython():
     return cand if os.path.exists(cand) else shutil.which("micropython")
 
 
-def layout(folder, device_id, host, port, route, batch_s=10):
+class Busy(RuntimeError):
+    """Another simulator runs with the same device id (its queue is in use)."""
+
+
+def lock(device):
+    """Hold build/sim/<device>.lock (our pid) for the run; Busy when a live
+    simulator holds it. A lock left by a dead process is taken over."""
+    os.makedirs(os.path.join(ROOT, "build", "sim"), exist_ok=True)
+    path = os.path.join(ROOT, "build", "sim", device + ".lock")
+    for _ in range(3):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                with open(path) as f:
+                    pid = int(f.read().strip() or 0)
+            except (OSError, ValueError):
+                pid = 0
+            if pid and _alive(pid):
+                raise Busy("another simulator (pid %d) is running device %s and uses build/sim/%s/; "
+                           "stop it or choose another id with --device" % (pid, device, device))
+            try:
+                os.unlink(path)  # left by a simulator that died
+            except FileNotFoundError:
+                pass
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write("%d\n" % os.getpid())
+        return path
+    raise Busy("could not take %s" % path)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except OSError as e:
+        return e.errno == errno.EPERM
+    return True
+
+
+def unlock(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def layout(folder, device_id, host, port, route, batch_s=10, connect_ms=10000):
     """A board filesystem: device.json, secrets.json, boards/sim.json."""
     if os.path.isdir(folder):
         shutil.rmtree(folder)
@@ -54,9 +108,11 @@ def layout(folder, device_id, host, port, route, batch_s=10):
               "bus": {"plate": "10-7777", "route": "1"},
               "geofences": [{"id": g["id"], "kind": g["kind"], "at": g["at"], "radius_m": g["radius_m"]}
                             for g in fences],
-              # Timeouts in virtual ms: generous, because free-running virtual time
-              # passes much faster than the real network round trips.
-              "uplink": {"batch_s": batch_s, "ack_ms": 30000, "connect_ms": 30000,
+              # Virtual ms. A socket wait moves virtual time as fast as real time
+              # (tools/simnet/select.py), so connect_ms is what a board waits. Acks
+              # are awaited between loop steps, where free-running virtual time
+              # passes much faster than a real round trip: ack_ms stays generous.
+              "uplink": {"batch_s": batch_s, "ack_ms": 30000, "connect_ms": connect_ms,
                          "backoff_min_ms": 1000, "backoff_max_ms": 15000}}
     with open(os.path.join(folder, "device.json"), "w") as f:
         json.dump(device, f, indent=1)
@@ -65,7 +121,9 @@ def layout(folder, device_id, host, port, route, batch_s=10):
 
 
 def import_path():
-    parts = [compile_tree(os.path.join(ROOT, "tools"), "sim", only=SIM_FILES)]
+    # simnet first: its select.poll moves the virtual clock while the firmware waits on a socket.
+    parts = [compile_tree(os.path.join(HERE, "simnet")),
+             compile_tree(os.path.join(ROOT, "tools"), "sim", only=SIM_FILES)]
     for p in (os.path.join(ROOT, "host_tests", "fakes"), os.path.join(ROOT, "firmware"), os.path.join(ROOT, "lib"),
               os.path.join(ROOT, "build", "mpylib")):
         parts.append(compile_tree(p))
@@ -75,8 +133,9 @@ def import_path():
 class Run:
     """One simulator run; usable from tests (returns the broker's view)."""
 
-    def __init__(self, args, broker=None, out=sys.stdout):
+    def __init__(self, args, broker=None, out=sys.stdout, held=None):
         self.args = args
+        self.held = held  # the device lock, when the caller took it already
         self.out = out
         self.broker = broker
         self.fleet = Fleet()
@@ -87,28 +146,69 @@ class Run:
         self.run_baseline = None
         self.stops = []
         self.hourly = []  # live heap after a collection, at each simulated hour
+        self.listener = None
+        self.timed_out = False
+        self._down = False
 
     def say(self, text):
         if self.out:
             print(text, file=self.out, flush=True)
 
-    def start_listener(self):
+    def start_listener(self, timeout=10.0):
+        """Subscribe with a persistent session and wait for the SUBACK, then
+        have a persistent broker save it to disk, all before the bus starts:
+        a broker killed with SIGKILL restores its last saved database, and a
+        session missing from it would lose what the bus sends meanwhile."""
         import paho.mqtt.client as mqtt
-        # A persistent session on a persistent broker: what is published while
-        # the listener reconnects after the outage waits for it.
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="phs-sim-listener-%d" % os.getpid(),
-                        clean_session=False)
+        self.listener_id = "phs-sim-listener-%s-%d" % (self.args.device, os.getpid())
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.listener_id, clean_session=False)
+        subscribed = threading.Event()
         c.on_connect = lambda c, u, f, rc, p=None: c.subscribe("phs/#", qos=1)
+        c.on_subscribe = lambda c, u, mid, rcs, p=None: subscribed.set()
         c.on_message = lambda c, u, m: self.fleet.feed(m.topic, bytes(m.payload))
         c.reconnect_delay_set(0.2, 1)
         c.connect(self.broker.host, self.broker.port, keepalive=10)
         c.loop_start()
         self.listener = c
+        if not subscribed.wait(timeout):
+            raise RuntimeError("the listener got no SUBACK from %s:%d in %.0f s" % (
+                self.broker.host, self.broker.port, timeout))
+        save = getattr(self.broker, "save", None)
+        if save is not None and not save():
+            raise RuntimeError("the broker did not save its database (listener session) in time")
+
+    def stop_listener(self):
+        """Disconnect and remove the persistent session from the broker."""
+        c = self.listener
+        if c is None:
+            return
+        self.listener = None
+        c.loop_stop()
+        c.disconnect()
+        import paho.mqtt.client as mqtt
+        try:
+            end = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.listener_id, clean_session=True)
+            end.connect(self.broker.host, self.broker.port, keepalive=10)
+            end.loop_start()
+            time.sleep(0.2)
+            end.loop_stop()
+            end.disconnect()
+        except OSError as e:  # the broker is gone: its session goes with it unless persisted
+            self.say("sim: could not remove the listener's session: %s" % e)
 
     def run(self):
+        held = None if self.held else lock(self.args.device)
+        try:
+            return self._run()
+        finally:
+            self.stop_listener()
+            if held:
+                unlock(held)
+
+    def _run(self):
         a = self.args
         folder = os.path.join(ROOT, "build", "sim", a.device)
-        layout(folder, a.device, self.broker.host, self.broker.port, a.route, a.batch_s)
+        layout(folder, a.device, self.broker.host, self.broker.port, a.route, a.batch_s, a.connect_ms)
         scenario = {"route": a.route, "seed": a.seed, "accel": a.accel, "stops": a.stops, "laps": a.laps,
                     "gps_loss": [a.gps_loss_at, a.gps_loss_at + 30] if a.gps_loss_at >= 0 else None,
                     "profile": a.profile, "drain_s": a.drain_s, "busy": a.busy, "hours": a.hours}
@@ -130,6 +230,32 @@ class Run:
         stop_table = threading.Event()
         if a.table:
             threading.Thread(target=self._table, args=(stop_table,), daemon=True).start()
+        guard = None
+        if a.timeout:
+            def overdue():
+                self.timed_out = True
+                proc.kill()
+            guard = threading.Timer(a.timeout, overdue)
+            guard.daemon = True
+            guard.start()
+        try:
+            self._read(proc)
+        finally:
+            if guard:
+                guard.cancel()
+            if proc.poll() is None:
+                proc.kill()
+            rc = proc.wait()
+            stop_table.set()
+            if self._down:  # never leave the broker stopped or frozen
+                self._outage_end(None)
+        if self.timed_out:
+            self.say("sim: the run took more than %.0f s of real time: stopped" % a.timeout)
+        time.sleep(1.0)  # let the last messages reach the listener
+        return rc
+
+    def _read(self, proc):
+        a = self.args
         for line in proc.stdout:
             line = line.rstrip("\n")
             self.lines.append(line)
@@ -139,7 +265,7 @@ class Run:
                 # (stop id, true boardings, true alightings, t_open_unix)
                 self.stops.append((f[3], int(f[5]), int(f[7]), int(f[11])))
                 self.say("sim: " + line[4:])
-                self._outage(n)
+                self._outage(n, int(f[9]))
             elif line.startswith("SIM hour "):
                 self.hourly.append(int(line.split()[3]))
             elif line.startswith("SIM baseline-run "):
@@ -152,12 +278,6 @@ class Run:
                     self.say(line)
             else:
                 self.say("firmware: " + line)
-        rc = proc.wait()
-        stop_table.set()
-        time.sleep(1.0)  # let the last messages reach the listener
-        self.listener.loop_stop()
-        self.listener.disconnect()
-        return rc
 
     def measure_baseline(self, folder, env):
         """Heap taken by code, fakes and the simulator's plan, before the firmware's data."""
@@ -174,16 +294,25 @@ class Run:
                 return int(line.split()[2])
         raise RuntimeError("could not measure the baseline heap:\n" + out[-2000:])
 
-    def _outage(self, n):
+    def _outage(self, n, t):
+        """At stop n (bus second t): take the broker away or bring it back."""
         a = self.args
-        if a.outage_after and n == a.outage_after and self.broker.running:
-            self.broker.stop()
-            self.outage.append(("down", n, time.time()))
-            self.say("sim: *** broker DOWN after stop %d (the bus keeps recording) ***" % n)
-        elif a.outage_after and n == a.outage_after + a.outage_stops and not self.broker.running:
+        if a.outage_after and n == a.outage_after and not self._down and self.broker.running:
+            getattr(self.broker, {"stop": "stop", "kill": "kill", "freeze": "freeze"}[a.outage_kind])()
+            self._down = True
+            self.outage.append(("down", n, time.time(), t))
+            self.say("sim: *** broker DOWN (%s) after stop %d (the bus keeps recording) ***" % (a.outage_kind, n))
+        elif a.outage_after and n == a.outage_after + a.outage_stops and self._down:
+            self._outage_end(n, t)
+
+    def _outage_end(self, n, t=None):
+        if self.args.outage_kind == "freeze":
+            self.broker.thaw()
+        else:
             self.broker.start()
-            self.outage.append(("up", n, time.time()))
-            self.say("sim: *** broker UP again at stop %d: backlog drains ***" % n)
+        self._down = False
+        self.outage.append(("up", n, time.time(), t))
+        self.say("sim: *** broker UP again at stop %s: backlog drains ***" % n)
 
     def _table(self, stop):
         while not stop.wait(self.args.every):
@@ -243,6 +372,11 @@ def parse(argv=None):
     ap.add_argument("--profile", choices=("clean", "noisy"), default="clean", help="beam signal quality")
     ap.add_argument("--outage-after", type=int, default=3, help="stop the broker after this stop (0 = never)")
     ap.add_argument("--outage-stops", type=int, default=2, help="bring it back this many stops later")
+    ap.add_argument("--outage-kind", choices=("stop", "kill", "freeze"), default="stop",
+                    help="how the broker goes away: stop (SIGTERM), kill (SIGKILL), freeze (SIGSTOP: TCP open, no answer)")
+    ap.add_argument("--connect-ms", type=int, default=10000,
+                    help="uplink.connect_ms: how long the firmware waits for TCP and CONNACK (firmware default 10000)")
+    ap.add_argument("--timeout", type=float, default=0, help="stop the firmware after this many real seconds (0 = never)")
     ap.add_argument("--gps-loss-at", type=int, default=150, help="second of a 30 s GPS signal loss (-1 = none)")
     ap.add_argument("--drain-s", type=int, default=600, help="virtual seconds to wait for the queue to drain")
     ap.add_argument("--heap", default="512K",
@@ -270,14 +404,27 @@ def main(argv=None):
         broker = External()
         broker.host, broker.port = host or "127.0.0.1", int(port)
         args.outage_after = 0
-    else:
-        own = broker = Broker(os.path.join(ROOT, "build", "sim", "broker"), persistence=True).start()
-    run = Run(args, broker)
     try:
+        held = lock(args.device)  # before touching the device's folders
+    except Busy as e:
+        print("sim: refused: %s" % e)
+        return 2
+    try:
+        if not args.broker:
+            # A broker per device: simulators of different buses may run side by side.
+            folder = os.path.join(ROOT, "build", "sim", "broker-" + args.device)
+            for old in ("mosquitto.db", "mosquitto.db.new"):
+                try:
+                    os.unlink(os.path.join(folder, old))  # the last run's sessions and messages
+                except FileNotFoundError:
+                    pass
+            own = broker = Broker(folder, persistence=True).start()
+        run = Run(args, broker, held=held)
         rc = run.run()
     finally:
         if own:
             own.stop()
+        unlock(held)
     print("\n".join(run.fleet.table()))
     print(run.summary())
     problems = run.check()

@@ -5,6 +5,7 @@ broker's side; and a second simulator for the same device is refused."""
 
 import math
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -110,27 +111,29 @@ def test_the_listener_misses_nothing_when_a_persistent_broker_is_killed(run_sim)
 
 def test_a_second_simulator_for_the_same_device_is_refused_and_the_first_keeps_its_queue(broker_factory, tmp_path):
     broker = broker_factory()
+    folder = os.path.join(sim.ROOT, "build", "sim", "bus-twin")
+    lock = folder + ".lock"
+    shutil.rmtree(folder, ignore_errors=True)  # no files of an earlier run to mistake for the first bus's
     first = subprocess.Popen([sys.executable, os.path.join(paths.TOOLS, "sim.py"), "--device", "bus-twin",
                               "--broker", "%s:%d" % (broker.host, broker.port), "--accel", "1", "--stops", "3",
                               "--no-table"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    folder = os.path.join(sim.ROOT, "build", "sim", "bus-twin")
     try:
         t0 = time.monotonic()
         while time.monotonic() - t0 < 60:
-            if os.path.exists(os.path.join(folder, "scenario.json")) and any(
+            if _holder(lock) == first.pid and os.path.exists(os.path.join(folder, "scenario.json")) and any(
                     n not in ("boards", "device.json", "secrets.json", "scenario.json") for n in os.listdir(folder)):
                 break  # the first bus has started writing its own files
             assert first.poll() is None, first.stdout.read()
             time.sleep(0.1)
-        before = sorted(os.listdir(folder))
+        before = _inodes(folder)
         out = subprocess.run([sys.executable, os.path.join(paths.TOOLS, "sim.py"), "--device", "bus-twin",
                               "--broker", "%s:%d" % (broker.host, broker.port), "--accel", "0", "--stops", "1",
                               "--no-table"], capture_output=True, text=True, timeout=120)
         assert out.returncode == 2, out.stdout[-2000:]
         assert "refused" in out.stdout and "bus-twin" in out.stdout and "--device" in out.stdout
         assert first.poll() is None  # still driving
-        after = os.listdir(folder)
-        assert set(before) <= set(after), (before, after)
+        after = _inodes(folder)
+        assert all(after.get(n) == ino for n, ino in before.items()), (before, after)  # nothing deleted and remade
     finally:
         first.send_signal(2)  # SIGINT: the first simulator stops its bus and releases the device
         try:
@@ -138,4 +141,18 @@ def test_a_second_simulator_for_the_same_device_is_refused_and_the_first_keeps_i
         except subprocess.TimeoutExpired:
             first.kill()
             first.wait()
-    assert not os.path.exists(os.path.join(sim.ROOT, "build", "sim", "bus-twin.lock"))
+    assert not os.path.exists(lock)
+
+
+def _inodes(folder):
+    """name -> inode of the folder's subfolders (the queue, the board description)."""
+    return {n: os.stat(os.path.join(folder, n)).st_ino for n in os.listdir(folder)
+            if os.path.isdir(os.path.join(folder, n))}
+
+
+def _holder(path):
+    try:
+        with open(path) as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return None

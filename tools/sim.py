@@ -16,7 +16,13 @@ id at a time: a second one is refused (it would delete the first's queue).
 
     make sim                                  # whole route, 20x real time
     make sim SIM_ARGS="--accel 0 --stops 4"   # as fast as possible, first 4 stops
-    make sim SIM_ARGS="--outage-kind freeze"  # a hung broker: TCP open, nothing answers
+    make sim SIM_ARGS="--outage-kind freeze --connect-ms 5000"  # a hung broker: TCP open, nothing answers
+
+A socket wait moves the bus's virtual clock as real time passes on a board
+(tools/simnet/select.py), so a blocking connect costs the bus what it costs
+a board: with the firmware's defaults (connect_ms 10000, watchdog_ms 8000)
+a hung broker makes the watchdog reset the board; the simulator then stops
+and says so (a board would reboot).
 """
 
 import argparse
@@ -147,6 +153,7 @@ class Run:
         self.stops = []
         self.hourly = []  # live heap after a collection, at each simulated hour
         self.listener = None
+        self.reset = None  # the firmware hit a board reset (watchdog): what the line said
         self.timed_out = False
         self._down = False
 
@@ -266,6 +273,12 @@ class Run:
                 self.stops.append((f[3], int(f[5]), int(f[7]), int(f[11])))
                 self.say("sim: " + line[4:])
                 self._outage(n, int(f[9]))
+            elif line.startswith("SIM reset "):
+                f = line.split()
+                self.reset = {"cause": int(f[2]), "t": int(f[4]), "step_ms": int(f[6]), "watchdog_ms": int(f[8]),
+                              "err": " ".join(f[10:])}
+                self.say("sim: *** the board resets (cause %s) at second %s: one step took %s ms, the watchdog "
+                         "allows %s ms (uplink: %s) ***" % (f[2], f[4], f[6], f[8], self.reset["err"]))
             elif line.startswith("SIM hour "):
                 self.hourly.append(int(line.split()[3]))
             elif line.startswith("SIM baseline-run "):
@@ -321,6 +334,9 @@ class Run:
     def check(self):
         """Compare the broker's view with the generated truth; return problems."""
         problems = []
+        if self.reset is not None:
+            return ["the board reset (cause %(cause)d) at second %(t)d: a step of %(step_ms)d ms, "
+                    "watchdog %(watchdog_ms)d ms" % self.reset]
         if self.truth is None:
             return ["the simulated bus did not finish (no truth line)"]
         v = self.fleet.vehicles.get(self.args.device)

@@ -229,7 +229,13 @@ def main(path):
         longest = 0  # virtual us of the longest step (a blocking connect shows here)
         while True:
             t0 = CLOCK.now_us()
-            app.step()
+            try:
+                app.step()
+            except machine.ResetRequested as e:
+                # A board would reboot here (the simulator does not): say why and stop.
+                say("reset", e.cause, "t", scen.seconds, "step_ms", (CLOCK.now_us() - t0) // 1000,
+                    "watchdog_ms", cfg["watchdog_ms"], "err", app.uplink.stats.get("last_error"))
+                raise SystemExit(3)
             d = CLOCK.now_us() - t0
             if d > longest:
                 longest = d

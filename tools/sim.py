@@ -26,11 +26,9 @@ and says so (a board would reboot).
 """
 
 import argparse
-import errno
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -43,6 +41,8 @@ sys.path.insert(0, HERE)
 from localbroker import Broker  # noqa: E402
 from listen import Fleet  # noqa: E402
 from mpbuild import compile_tree  # noqa: E402
+from simlisten import Listener  # noqa: E402
+from simlock import Busy, lock, unlock  # noqa: E402
 
 ROUTE = os.path.join(HERE, "routes", "phitsanulok_line1.json")
 SIM_FILES = ("simbus.py", "simgps.py", "passenger_gen.py")
@@ -51,53 +51,6 @@ SIM_FILES = ("simbus.py", "simgps.py", "passenger_gen.py")
 def micropython():
     cand = os.path.join(ROOT, ".venv", "bin", "micropython")
     return cand if os.path.exists(cand) else shutil.which("micropython")
-
-
-class Busy(RuntimeError):
-    """Another simulator runs with the same device id (its queue is in use)."""
-
-
-def lock(device):
-    """Hold build/sim/<device>.lock (our pid) for the run; Busy when a live
-    simulator holds it. A lock left by a dead process is taken over."""
-    os.makedirs(os.path.join(ROOT, "build", "sim"), exist_ok=True)
-    path = os.path.join(ROOT, "build", "sim", device + ".lock")
-    for _ in range(3):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            try:
-                with open(path) as f:
-                    pid = int(f.read().strip() or 0)
-            except (OSError, ValueError):
-                pid = 0
-            if pid and _alive(pid):
-                raise Busy("another simulator (pid %d) is running device %s and uses build/sim/%s/; "
-                           "stop it or choose another id with --device" % (pid, device, device))
-            try:
-                os.unlink(path)  # left by a simulator that died
-            except FileNotFoundError:
-                pass
-            continue
-        with os.fdopen(fd, "w") as f:
-            f.write("%d\n" % os.getpid())
-        return path
-    raise Busy("could not take %s" % path)
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except OSError as e:
-        return e.errno == errno.EPERM
-    return True
-
-
-def unlock(path):
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 def layout(folder, device_id, host, port, route, batch_s=10, connect_ms=10000):
@@ -161,47 +114,14 @@ class Run:
         if self.out:
             print(text, file=self.out, flush=True)
 
-    def start_listener(self, timeout=10.0):
-        """Subscribe with a persistent session and wait for the SUBACK, then
-        have a persistent broker save it to disk, all before the bus starts:
-        a broker killed with SIGKILL restores its last saved database, and a
-        session missing from it would lose what the bus sends meanwhile."""
-        import paho.mqtt.client as mqtt
-        self.listener_id = "phs-sim-listener-%s-%d" % (self.args.device, os.getpid())
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.listener_id, clean_session=False)
-        subscribed = threading.Event()
-        c.on_connect = lambda c, u, f, rc, p=None: c.subscribe("phs/#", qos=1)
-        c.on_subscribe = lambda c, u, mid, rcs, p=None: subscribed.set()
-        c.on_message = lambda c, u, m: self.fleet.feed(m.topic, bytes(m.payload))
-        c.reconnect_delay_set(0.2, 1)
-        c.connect(self.broker.host, self.broker.port, keepalive=10)
-        c.loop_start()
-        self.listener = c
-        if not subscribed.wait(timeout):
-            raise RuntimeError("the listener got no SUBACK from %s:%d in %.0f s" % (
-                self.broker.host, self.broker.port, timeout))
-        save = getattr(self.broker, "save", None)
-        if save is not None and not save():
-            raise RuntimeError("the broker did not save its database (listener session) in time")
+    def start_listener(self):
+        """The broker-side listener, subscribed and saved before the bus starts."""
+        self.listener = Listener(self.broker, self.args.device, self.fleet.feed, self.say)
 
     def stop_listener(self):
-        """Disconnect and remove the persistent session from the broker."""
-        c = self.listener
-        if c is None:
-            return
-        self.listener = None
-        c.loop_stop()
-        c.disconnect()
-        import paho.mqtt.client as mqtt
-        try:
-            end = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.listener_id, clean_session=True)
-            end.connect(self.broker.host, self.broker.port, keepalive=10)
-            end.loop_start()
-            time.sleep(0.2)
-            end.loop_stop()
-            end.disconnect()
-        except OSError as e:  # the broker is gone: its session goes with it unless persisted
-            self.say("sim: could not remove the listener's session: %s" % e)
+        if self.listener is not None:
+            self.listener.close()
+            self.listener = None
 
     def run(self):
         held = None if self.held else lock(self.args.device)

@@ -156,3 +156,21 @@ def _holder(path):
             return int(f.read())
     except (OSError, ValueError):
         return None
+
+
+def test_a_socket_wait_moves_the_virtual_clock_as_time_passes_on_a_board():
+    import select
+    import socket
+    from fakeclock import CLOCK, VirtualPoll
+    a, b = socket.socketpair()
+    try:
+        CLOCK.set_virtual(0)
+        p = VirtualPoll(select.poll())
+        p.register(a, select.POLLIN)
+        assert p.poll(30) == [] and CLOCK.now_us() == 30000  # nothing came: the whole wait passed
+        b.send(b"x")
+        assert p.poll(1000) and 30000 <= CLOCK.now_us() < 1030000  # ready at once: only the real time taken
+    finally:
+        CLOCK.set_real()
+        a.close()
+        b.close()

@@ -5,8 +5,9 @@ and the comma positions in one pass, then only the fields a fix needs are
 converted digit by digit, so a sentence costs no heap beyond its rare
 epoch change. Sentences of one epoch (same UTC time of day: RMC, GGA, GNS,
 GLL, VTG, GSA, GSV, ZDA) merge into one Fix. Units: degrees x 1e6,
-decimetres, cm/s, tenths of a degree, HDOP x 10. The UART side (line
-assembly, resynchronisation) is NmeaReader in nmea_reader.py, re-exported.
+decimetres, cm/s, tenths of a degree, HDOP x 10. Field conversion and the
+Fix class live in nmea_fields.py; the UART side (line assembly,
+resynchronisation) is NmeaReader in nmea_reader.py, re-exported.
 """
 
 try:

@@ -106,3 +106,19 @@ def test_the_rules_fire_on_bad_code_and_spare_good_code():
                      "try:\n    x()\nexcept OSError:\n    pass\n")
     assert cpython_only_offences("lib/x.py", good) == []
     assert silent_except_offences("lib/x.py", good) == []
+
+
+def test_the_frozen_manifest_freezes_every_firmware_library_module():
+    """A lib/ module missing from boards/frozen_manifest.py would be absent
+    from a WROOM-32 image: the board would fail at import in the field."""
+    import ast
+    import os
+    from harness import paths
+    with open(os.path.join(paths.BOARDS, "frozen_manifest.py")) as f:
+        tree = ast.parse(f.read())
+    listed = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "LIB_MODULES":
+            listed = {e.value for e in node.value.elts}
+    on_disk = {n[:-3] for n in os.listdir(paths.LIB) if n.endswith(".py")}
+    assert listed == on_disk, "missing: %s, extra: %s" % (sorted(on_disk - listed), sorted(listed - on_disk))

@@ -69,7 +69,7 @@ class Env:
     def version(self): return '0.1.0'
     def public_key(self): return bytes.fromhex(%r)
     def may_switch(self, at): return True
-    def reboot(self): raise SystemExit
+    def reboot(self, why=''): raise SystemExit
 a = ota.Agent(Env())
 a.start({'id': 'b', 'op': 'ota', 'url': %r, 'at': 'now'})
 t = time.ticks_ms(); steps = 0

@@ -57,7 +57,7 @@ class Env:
     def version(self): return %(ver)r
     def public_key(self): return bytes.fromhex(%(key)r)
     def may_switch(self, at): return True
-    def reboot(self):
+    def reboot(self, why=''):
         print('REBOOT')
         raise SystemExit
 

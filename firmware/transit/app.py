@@ -13,7 +13,7 @@ import gc
 import time
 
 from dqueue import DEFAULT_BUDGET, DurableQueue
-from transit import VERSION, records as R
+from transit import VERSION, identity, records as R
 from transit.commands import Commands
 from transit.health import Health, queue_source
 from transit.link import Link
@@ -57,17 +57,22 @@ class App:
         # Default budget: the queue's own (1.5 MiB: 7 days of positions on a 2 MiB
         # filesystem); boards with the OTA layout set queue.budget_kib to ~576.
         budget = qs["budget_kib"] * 1024 if "budget_kib" in qs else DEFAULT_BUDGET
-        self.queue = DurableQueue(QUEUE_DIR + "/q", budget_bytes=budget,
-                                  commit_ms=qs.get("commit_ms", COMMIT_MS), commit_records=qs.get("commit_records"),
-                                  priority_types=R.PRIORITY_TYPES)
-        self.health = Health(cfg["device_id"], board.reset_cause())
+        # A queue left by another device id is never sent under ours (transit.identity).
+        self.queue, self.epoch = identity.open_queue(
+            QUEUE_DIR + "/q", cfg["device_id"], lambda: DurableQueue(
+                QUEUE_DIR + "/q", budget_bytes=budget, commit_ms=qs.get("commit_ms", COMMIT_MS),
+                commit_records=qs.get("commit_records"), priority_types=R.PRIORITY_TYPES),
+            cfg.get("queue_wipe", ""))
+        self.health = Health(cfg["device_id"], board.reset_cause(), epoch=self.epoch)
         self.link = Link(cfg["networks"], cfg.wifi_key, wlan=wlan, ppp_factory=ppp_factory)
         # The clock is set (SNTP, GPS, flash floor) before the first TLS handshake.
         self.timesync = TimeSync(cfg, board.rtc(), link=self.link, path=QUEUE_DIR + "/time.json")
         hooks = {"reboot": self.reboot, "flush": self.flush, "reset_load": self.reset_load, "ota": self.ota_command}
-        self.commands = Commands(cfg, cfg["device_id"], hooks)
+        from transit.limits import Limits
+        self.commands = Commands(cfg, cfg["device_id"], hooks, limits=Limits(queue_folder=QUEUE_DIR + "/q"))
         self.uplink = Uplink(cfg, self.queue, commands=self.commands, status_doc=self.health.document,
-                             link=self.link, watch=self.watch_spec(cfg), time_gate=self.timesync.gate)
+                             link=self.link, watch=self.watch_spec(cfg), time_gate=self.timesync.gate,
+                             epoch=self.epoch)
         self.timesync.on_sync = self.uplink.retry_now
         hooks["on_set"] = self.uplink.apply_setting
         self.health.register("queue", queue_source(self.queue))
@@ -75,7 +80,8 @@ class App:
         self.health.register("uplink", self.uplink.status)
         self.health.register("time", self.timesync.status)
         self.health.register("loop", self.loop_status, sparse=True)
-        self.health.register("boot", lambda: {"boots": state.boots, "last_error": state.last_error}, sparse=True)
+        self.health.register("boot", lambda: {"boots": state.boots, "last_error": state.last_error,
+                                              "ended": state.ended}, sparse=True)
         self.wdt = None
         self.boot_cause = board.reset_cause()
         # Over-the-air updates (docs/ota.md): the agent is built only when an
@@ -88,9 +94,10 @@ class App:
         self.health.register("ota", self._ota_status, sparse=True)
 
     # --- hooks for commands ------------------------------------------
-    def reboot(self):
+    def reboot(self, why="reboot command"):
         self.uplink.close()
         self.queue.commit()
+        self.state.plan(why)  # a planned reset: never counted as a crash
         self.board.reset()
 
     def flush(self):

@@ -389,11 +389,12 @@ class Agent:
         self._finish()
 
     def _finish(self, reboot=True):
+        self.switched = self.job["ver"]
         _remove(JOB)
         self.job = None
         self.stats["ok"] += 1
         if reboot:
-            self.env.reboot()
+            self.env.reboot("ota: switch to %s" % self.switched)
 
     def _fail(self, why):
         self._close()

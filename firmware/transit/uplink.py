@@ -59,11 +59,12 @@ def tls_context(ca_der):
 
 class Uplink:
     def __init__(self, cfg, queue, commands=None, status_doc=None, link=None, ca_der=None,
-                 ticks_ms=time.ticks_ms, watch=None, time_gate=None, **settings):
+                 ticks_ms=time.ticks_ms, watch=None, time_gate=None, epoch=0, **settings):
         """watch: optional (topic filter, fn(topic bytes, msg bytes)) for other
         devices' messages (a depot follows the buses' geofence events); fn runs
         in a later step, never inside the socket read. time_gate: optional
-        fn() -> None or why a TLS connect must wait for the clock (timesync)."""
+        fn() -> None or why a TLS connect must wait for the clock (timesync).
+        epoch: the queue's epoch, carried in every batch (transit.identity)."""
         self.cfg = cfg
         self.time_gate = time_gate
         self.watch = watch
@@ -111,7 +112,8 @@ class Uplink:
         self._fails = 0
         self._next_try = ticks_ms()
         self._ping_at = None
-        self.drain = Drain(queue, self.conn, s, self.stats, self._topics, dev, ticks_ms)
+        self.epoch = epoch
+        self.drain = Drain(queue, self.conn, s, self.stats, self._topics, dev, ticks_ms, epoch)
         self._next_status = ticks_ms()
         self._status_due = False
         self._cmds = []
@@ -410,5 +412,5 @@ class Uplink:
         if self.status_doc is not None:
             doc = self.status_doc()
         else:
-            doc = {"v": schema.VERSION, "d": self.device_id, "on": True, "uplink": self.status()}
+            doc = {"v": schema.VERSION, "d": self.device_id, "e": self.epoch, "on": True, "uplink": self.status()}
         return json.dumps(doc)

@@ -39,7 +39,7 @@ class Env:
     def may_switch(self, at):
         return True
 
-    def reboot(self):
+    def reboot(self, why=''):
         raise Rebooted()
 
 

@@ -92,7 +92,9 @@ class Rollout:
             return
         dev, kind = parts[2], parts[3]
         with self.lock:
-            if kind == "ack" and doc.get("op") == "ota" and not doc.get("ok"):
+            if kind == "ack" and doc.get("op") == "ota" and str(doc.get("err", "")).startswith("clock not set"):
+                pass  # the board has no time yet (GPS, SNTP): the command is sent again
+            elif kind == "ack" and doc.get("op") == "ota" and not doc.get("ok"):
                 self.state[dev] = "failed: " + str(doc.get("err"))
             elif kind == "ack" and doc.get("op") == "ota" and self.state[dev] == "sent":
                 self.state[dev] = "accepted"

@@ -160,3 +160,57 @@ def test_fake_pcnt_encoder_counts_quadrature_steps_and_cancels_bounce_and_step_b
     assert enc.value() == 4
     time.sleep_ms(2000)
     assert (enc.value(), enc.errors) == (0, 0)
+
+
+# --- issue 18: counting through blocking calls ------------------------------
+
+
+def test_a_door_opening_inside_a_socket_wait_counts_its_crossings():
+    """Door open 10-20 s, a boarding 11.0-11.46 s, the loop blocked in a
+    socket wait from 9.5 to 12.5 s: the crossing is judged by the door state
+    at its own time, not at the time the loop drains it."""
+    doors = setup()
+    inject(door(10000, 20000) + crossing(11000))
+    run(doors, 9500)
+    machine.stall(3000, 100)
+    run(doors, 26000)
+    assert doors.counts(0) == (1, 0)
+    assert doors.doors[0].outside == 0 and doors.doors[0].openings == 1
+
+
+def test_twenty_boardings_inside_a_ten_second_socket_wait_all_count_without_overflow():
+    doors = setup()
+    ev = door(500, 13000)
+    for i in range(20):
+        ev += crossing(1000 + 500 * i)
+    inject(ev)
+    run(doors, 600)
+    machine.stall(10000, 100)
+    run(doors, 20000)
+    assert machine.scheduler().dropped == 0
+    assert doors.bank.ring.overflows == 0
+    assert doors.counts(0) == (20, 0)
+
+
+def _inject_us(events):
+    machine.inject_timeline(events)
+
+
+def test_on_time_bounce_and_coincident_doors_are_neither_late_nor_lost():
+    """Bounce a few hundred microseconds apart, and two doors whose edges come
+    within 300 us of each other, delivered on time: no 'late' edges, no
+    'full bunch', nothing lost (so no Q_LOST on the visit)."""
+    doors = setup(2)
+    ev = [(t * 1000, p, v) for t, p, v in door(500, 9000, 0) + door(500, 9000, 1)]
+    for k in range(3):
+        for d in range(2):
+            for t, p, v in crossing(1000 + 1500 * k, d):
+                t_us = t * 1000 + 300 * d  # the other door 300 us later
+                ev.append((t_us, p, v))
+                ev += [(t_us + 200, p, 1 - v), (t_us + 450, p, v)]  # bounce
+    _inject_us(ev)
+    run(doors, 12000)
+    assert doors.counts(0) == (3, 0) and doors.counts(1) == (3, 0)
+    assert [f.late for f in doors.bank.fsms] == [0, 0]
+    assert doors.bank.full_bunches == 0
+    assert doors.lost(0) == 0 and doors.lost(1) == 0

@@ -14,5 +14,5 @@
 include("$(PORT_DIR)/boards/manifest.py")
 
 package("transit", base_path="../firmware")
-for name in ("civil", "geo", "nmea", "nmea_reader", "beams", "dqueue", "dqueue_lane"):
+for name in ("civil", "geo", "nmea", "nmea_reader", "edgering", "beampair", "beams", "dqueue", "dqueue_lane"):
     module(name + ".py", base_path="../lib")

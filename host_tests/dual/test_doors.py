@@ -12,6 +12,7 @@ from transit.doors import Doors, pcnt_encoders, DEFAULTS
 
 PINS = ((25, 26, 27), (32, 33, 14))
 P = machine.Pin
+MP_HEAP = "96K"  # the timelines of the stall tests
 
 
 def setup(n=1, config=None, pcnt=False):
@@ -94,12 +95,13 @@ def test_health_reports_lingering_faults_and_overflows_per_door():
     doors = setup(1, {"fault_ms": 10000})
     inject(door(0, 60000) + [(1000, 25, 0), (4000, 25, 1), (20000, 26, 0)])
     run(doors, 40000, step_ms=50)
-    for _ in range(70):
+    n = DEFAULTS["ring_size"] + 10
+    for _ in range(n):
         doors.bank.ring.push(0, 1, 0)
     h = doors.health()
     assert h["lingering"] == [2]
     assert h["faults"] == [1] and h["faulty"] == [1] and doors.any_fault()
-    assert h["irq_overflows"] == 70 - (DEFAULTS["ring_size"] - 1)
+    assert h["irq_overflows"] == n - (DEFAULTS["ring_size"] - 1)
 
 
 def test_a_loop_that_defers_blocking_calls_while_busy_loses_nothing():

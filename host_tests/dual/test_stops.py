@@ -4,6 +4,8 @@ scripted doors object: times in ms, counts cumulative as Doors gives them."""
 from transit import stops
 from transit.stops import StopVisits, occupancy_status
 
+MP_HEAP = "96K"  # the whole-stop test runs real Doors with a stall timeline
+
 
 class FakeDoors:
     """What StopVisits reads from transit.doors.Doors, set by the test."""
@@ -14,6 +16,17 @@ class FakeDoors:
         self.cnt = [[0, 0] for _ in range(n)]
         self.lst = [0] * n
         self.flt = [False] * n
+        self.lt = [0] * n
+        self.opened = 0
+
+    def late(self, i):
+        return self.lt[i]
+
+    def open_age_ms(self):
+        return 0
+
+    def close_age_ms(self):
+        return 0
 
     def __len__(self):
         return len(self.open)

@@ -130,8 +130,10 @@ def test_generated_day_has_the_asked_size_and_consistent_truth():
     assert total_out <= total_in  # nobody alights who did not board
 
 
-def _replay(stops, profile, stalls, pcnt):
-    """A small bench day: returns (correct %, dropped edges)."""
+def _replay(stops, profile, stalls, pcnt, handshake_ms=2000):
+    """A small bench day: returns (correct %, dropped edges).
+    stalls: a 300 ms socket wait every 5 s and a handshake_ms blocking call
+    every 60 s, one callback per 100 ms inside both, whatever the doors do."""
     fakeclock.CLOCK.set_virtual(0)
     P = machine.Pin
     pins = ((25, 26, 27), (32, 33, 14))
@@ -139,7 +141,7 @@ def _replay(stops, profile, stalls, pcnt):
     doors = Doors(door_pins, encoders=pcnt_encoders(machine, door_pins) if pcnt else None)
     clock = fakeclock.CLOCK
     truth = wrong = 0
-    next_pub, next_tls = 5000000, 60000000
+    next_pub, next_tls = 5000000, 20000000
     for st in gen.service_day(5, stops, stops * 25, profile, 2):
         clock.advance_us(max(0, st.t_open_us - 1000000 - clock.now))
         ev = []
@@ -149,14 +151,16 @@ def _replay(stops, profile, stalls, pcnt):
         machine.inject_timeline(ev)
         before = [doors.counts(i) for i in range(2)]
         while clock.now < st.t_close_us + 5000000:
-            if stalls and clock.now >= next_pub:
+            if stalls and clock.now >= next_tls:
+                machine.stall(handshake_ms, 100)
+                next_tls = clock.now + 60000000
+            elif stalls and clock.now >= next_pub:
                 machine.stall(300, 100)
-                next_pub += 5000000
-            elif stalls and clock.now >= next_tls:
-                machine.stall(2000, 0)
-                next_tls += 60000000
+                next_pub = clock.now + 5000000
             time.sleep_ms(20)
             doors.step()
+        time.sleep_ms(20)
+        doors.step()  # a stall may end after the stop: drain once more
         for i in range(2):
             ci, co = doors.counts(i)
             truth += st.true_in[i] + st.true_out[i]
@@ -169,10 +173,15 @@ def test_clean_day_on_time_counts_every_crossing():
     assert (correct, dropped) == (100.0, 0)
 
 
-def test_noisy_day_through_stalls_with_pcnt_stays_within_a_point_of_on_time():
+def test_clean_day_through_socket_waits_and_20_s_handshakes_counts_every_crossing():
+    correct, dropped = _replay(12, gen.CLEAN, True, False, handshake_ms=20000)
+    assert correct >= 99.9
+
+
+def test_noisy_day_through_20_s_handshakes_with_pcnt_stays_within_a_point_of_on_time():
     on_time, _ = _replay(12, gen.NOISY, False, False)
-    stalled, dropped = _replay(12, gen.NOISY, True, True)
-    plain, _ = _replay(12, gen.NOISY, True, False)
+    stalled, dropped = _replay(12, gen.NOISY, True, True, handshake_ms=20000)
+    plain, _ = _replay(12, gen.NOISY, True, False, handshake_ms=20000)
     assert on_time >= 98.0
     assert dropped > 100  # the stalls really lose edges
     assert on_time - stalled <= 1.0

@@ -28,6 +28,7 @@ _BOTH = const(2)  # both beams
 _SECOND = const(3)  # second beam only: the person has passed the first
 _AGAIN = const(4)  # first beam blocked again behind someone on the second
 _UNKNOWN = const(5)  # after a resync: wait for both beams clear
+_ANY = const(6)  # both beams blocked from rest (seen late): the beam that clears first gives the direction
 
 
 
@@ -54,6 +55,7 @@ class BeamPair:
         self.stage = _IDLE
         self.stage_t = 0  # tick the current pair state began
         self.dirn = 0
+        self.first_beam = 0  # channel of the edge that took the pair from none to both (late)
         self.flagged = 0  # lingering flags: bit per beam
         self.fault = 0  # sensor fault flags: bit per beam
         self.mismatch = 0
@@ -119,10 +121,12 @@ class BeamPair:
 
     def sample(self, snap, t_us, beam):
         """Move to the pair state snap seen late. If both beams changed, the
-        skipped state is inferred from the edge's own beam: callbacks run in
-        the order their edges happened, so the beam of the oldest pending
-        edge is the one that changed first (B to A via none is one person
-        leaving and the next entering; A+B to none via the beam that stayed)."""
+        skipped state is inferred from where the crossing under way was (the
+        edge's channel may be stale: callbacks queue): the first beam only to
+        the second only walked on through both; the second only to the first
+        only is one person leaving and the next entering; both to none
+        leaves by the second beam; none to both waits for the beam that
+        clears first to tell the direction."""
         self.dirty = True
         self.ahead = True
         self._commit_all()
@@ -133,7 +137,20 @@ class BeamPair:
             return
         if d == 3:
             self.inferred += 1
-            self._set(cur ^ (1 << beam), t_us)
+            st = self.stage
+            if cur == 0:
+                self.first_beam = beam  # none to both: _ANY decides when one beam clears
+            elif cur == 3 and not self.dirn:
+                # both to none, still undecided: last resort, the channel that started it
+                self._set(2 if self.first_beam == 0 else 1, t_us)
+            elif cur == 3:
+                self._set(2 if self.dirn == IN else 1, t_us)  # the crossing under way left by its second beam
+            elif st == _FIRST:
+                self._set(3, t_us)  # on the first beam, now on the second: walked on through both
+            elif st == _SECOND or st == _AGAIN:
+                self._set(0, t_us)  # left by the second beam; the next person is on the first
+            else:
+                self._set(cur ^ (1 << beam), t_us)
         self._set(snap, t_us)
 
     def _commit_due(self, now_us):
@@ -183,10 +200,21 @@ class BeamPair:
                 self.stage = _IDLE
             elif st == _IDLE:
                 if s == 3:
-                    self.stage = _UNKNOWN
+                    self.stage = _ANY
+                    self.dirn = 0
                 else:
                     self.stage = _FIRST
                     self.dirn = IN if s == 1 else OUT
+            return
+        if st == _ANY:
+            if s == 3:
+                return
+            if s == 0:
+                self.stage = _IDLE
+                self.partial += 1
+                return
+            self.dirn = IN if s == 2 else OUT  # the beam still blocked is the second one
+            self.stage = _SECOND
             return
         rel = s if self.dirn == IN else ((s & 1) << 1) | (s >> 1)
         if st == _FIRST:

@@ -17,17 +17,19 @@ from time import ticks_us, ticks_diff
 from edgering import EdgeRing, irq_handler, aux_handler, AUX
 from beampair import BeamPair, IN, OUT  # noqa: F401  (re-exported: one import for users)
 
-_AUX_CODE = AUX << 2
+_AUX_CODE = AUX << 3
 
 
 class BeamBank:
-    """Beam pairs wired to one edge ring: pairs is [(pin_a, pin_b, invert)].
+    """Beam pairs wired to one edge ring: pairs is [(pin_a, pin_b, invert)]
+    or [(pin_a, pin_b, invert, door_switch or None)].
 
-    invert is 1 for active-low sensors (pin low = beam blocked). encoders:
-    optional PCNT quadrature counter per pair (or None), machine.Encoder(id,
-    pin_a, pin_b, phases=4) where the firmware has it. `add_aux` wires
-    another pin (a door switch) into the same ring; its edges go to
-    on_aux(index, level, t_us, late) in order with the beams'."""
+    invert is 1 for active-low sensors (pin low = beam blocked, switch low =
+    door open). encoders: optional PCNT quadrature counter per pair (or
+    None), machine.Encoder(id, pin_a, pin_b, phases=4) where the firmware
+    has it. A pair's door switch interrupts into the same ring, and every
+    beam callback also reads it: its changes go to on_aux(pair, level, t_us,
+    late) in ring order (late = 2: seen in a beam's snapshot)."""
 
     def __init__(self, pairs, ring_size=256, now_us=None, bunch_us=500, encoders=None, sched_depth=8,
                  late_ms=100, **timing):
@@ -45,26 +47,26 @@ class BeamBank:
         self.fsms = []
         now = ticks_us() if now_us is None else now_us
         self.last_us = now  # time of the previous drain
-        self.n_aux = 0
-        for i, (pa, pb, inv) in enumerate(pairs):
-            inv = 1 if inv else 0
+        self.has_sw = bytearray(n)  # per pair: a door switch is wired into the ring
+        self.sw_seen = bytearray(n)  # per pair: the switch level last seen in the ring
+        for i, pr in enumerate(pairs):
+            pa, pb, inv = pr[0], pr[1], 1 if pr[2] else 0
+            sw = pr[3] if len(pr) > 3 else None
             self.invert[i] = inv
             fsm = BeamPair(**timing)
             self.fsms.append(fsm)
+            pins = (pa, pb, sw)
             for j, p in enumerate((pa, pb)):
                 self.pins.append(p)
-                p.irq(irq_handler(self.ring, 2 * i + j, pa, pb, inv), p.IRQ_RISING | p.IRQ_FALLING)
+                p.irq(irq_handler(self.ring, 2 * i + j, pins, inv), p.IRQ_RISING | p.IRQ_FALLING)
+            if sw is not None:
+                self.has_sw[i] = 1
+                self.sw_seen[i] = sw.value() ^ inv
+                sw.irq(aux_handler(self.ring, i, sw, inv), sw.IRQ_RISING | sw.IRQ_FALLING)
             fsm.start(pa.value() ^ inv, pb.value() ^ inv, now)
             if encoders and encoders[i] is not None:
                 fsm.hw = encoders[i]
                 fsm.hw_base = encoders[i].value()
-
-    def add_aux(self, pin, invert):
-        """Wire pin's edges into the ring as auxiliary channel; returns its index."""
-        k = self.n_aux
-        self.n_aux += 1
-        pin.irq(aux_handler(self.ring, k, pin, 1 if invert else 0), pin.IRQ_RISING | pin.IRQ_FALLING)
-        return k
 
     def service(self, now_us=None):
         """Drain the ring into the FSMs and poll them; returns edges handled."""
@@ -86,14 +88,21 @@ class BeamBank:
             late = ticks_diff(t, last) > late_us
             if c >= _AUX_CODE:
                 ring.tail = i + 1 if i + 1 < size else 0
+                k = (c >> 3) & 0xF
+                self.sw_seen[k] = c & 1
                 if self.on_aux is not None:
-                    self.on_aux((c >> 2) & 0x1F, c & 1, t, late)
+                    self.on_aux(k, c & 1, t, late)
                 continue
-            f = fsms[c >> 3]
+            p = c >> 4
+            if self.has_sw[p] and (c >> 2) & 1 != self.sw_seen[p]:
+                self.sw_seen[p] ^= 1  # the door switch changed, seen by a beam's handler
+                if self.on_aux is not None:
+                    self.on_aux(p, self.sw_seen[p], t, 2)
+            f = fsms[p]
             if not late:
                 ring.tail = i + 1 if i + 1 < size else 0
                 f.edges += 1
-                f.toggle((c >> 2) & 1, t)
+                f.toggle((c >> 3) & 1, t)
                 continue
             k = 1  # length of the late bunch starting at i
             j = i
@@ -108,7 +117,7 @@ class BeamBank:
                 f.edges += 1
                 f.late += 1
                 f.dirty = True
-                f.edge((c >> 2) & 1, c & 3, t)
+                f.edge((c >> 3) & 1, c & 3, t)
                 continue
             self._bunch(i, k)
         now = ticks_us() if now_us is None else now_us
@@ -138,8 +147,8 @@ class BeamBank:
         m = i
         for _ in range(k):
             c = code[m]
-            xo[c >> 3] ^= 1 << ((c >> 2) & 1)
-            last[c >> 3] = c & 3
+            xo[c >> 4] ^= 1 << ((c >> 3) & 1)
+            last[c >> 4] = c & 3
             m = m + 1 if m + 1 < size else 0
         full = k >= self.sched_depth
         if full:
@@ -158,14 +167,14 @@ class BeamBank:
         m = i
         for _ in range(k):
             c = code[m]
-            p = c >> 3
+            p = c >> 4
             f = fsms[p]
             f.edges += 1
             f.late += 1
             f.dirty = True
             if xo[p] == 255:
-                fsms[p].sample(c & 3, tt[m], (c >> 2) & 1)
+                fsms[p].sample(c & 3, tt[m], (c >> 3) & 1)
             else:
-                fsms[p].edge_late((c >> 2) & 1, tt[m])
+                fsms[p].edge_late((c >> 3) & 1, tt[m])
             m = m + 1 if m + 1 < size else 0
             ring.tail = m

@@ -3,9 +3,11 @@
 Why: on the ESP32 pin IRQs are soft (scheduled) callbacks, run late and
 bunched while the interpreter blocks. A handler therefore only stores
 (channel, level snapshot, ticks_us when it ran) into a preallocated ring:
-no allocation, no logic. Beam channels (2 * pair + beam, below 0x20) store
-the blocked levels of both beams of their pair; auxiliary channels (0x20 |
-index: a door switch) store the level of their own pin. Door switches go
+no allocation, no logic. Beam channels (2 * pair + beam, below 0x10) store
+the blocked levels of both beams of their pair and, bit 2, the level of the
+pair's door switch; auxiliary channels (0x10 | pair: the pair's door
+switch) store the level of their own pin. So a door switch whose own
+callback the full scheduler queue dropped is still seen in the beams'. Door switches go
 through the same ring as the beams so that, drained in ring order, every
 crossing meets the door state of its own time.
 
@@ -18,7 +20,7 @@ measures the peak fill over service days with stalls up to 20 s).
 from array import array
 from time import ticks_us
 
-AUX = 0x20  # channel flag: an auxiliary pin (door switch), not a beam
+AUX = 0x10  # channel flag: an auxiliary pin (door switch), not a beam
 
 
 class EdgeRing:
@@ -32,7 +34,7 @@ class EdgeRing:
 
     def __init__(self, size=256):
         self.size = size
-        self._code = bytearray(size)  # channel << 2 | snapshot
+        self._code = bytearray(size)  # channel << 3 | snapshot
         self._t = array("i", bytes(4 * size))  # ticks_us < 2**30 fits
         self.head = 0
         self.tail = 0
@@ -47,7 +49,7 @@ class EdgeRing:
             self.overflows += 1
             return
         h = self.head
-        self._code[h] = (ch << 2) | snap
+        self._code[h] = (ch << 3) | snap
         self._t[h] = t_us
         self.head = i
 
@@ -59,18 +61,21 @@ class EdgeRing:
         """(channel, snapshot, t_us) of the entry i places after the tail (tests)."""
         j = (self.tail + i) % self.size
         c = self._code[j]
-        return c >> 2, c & 3, self._t[j]
+        return c >> 3, c & 7, self._t[j]
 
 
-def irq_handler(ring, ch, pin_a, pin_b, invert):
-    """Pin.irq handler for beam ch (pair ch >> 1): stores ch, the blocked
-    levels of both beams of the pair (bit 0 A, bit 1 B) and now. Allocates nothing."""
+def irq_handler(ring, ch, pins, invert):
+    """Pin.irq handler for beam ch (pair ch >> 1); pins = (pin_a, pin_b,
+    switch or None). Stores ch, the levels when it runs (bit 0 A blocked,
+    bit 1 B blocked, bit 2 door open) and now. Allocates nothing."""
     push = ring.push
     code = (ch << 1) | invert  # a closure over more than 4 names allocates per call
 
     def handler(pin):
         inv = code & 1
-        push(code >> 1, (pin_a.value() ^ inv) | ((pin_b.value() ^ inv) << 1), ticks_us())
+        sw = pins[2]
+        push(code >> 1, (pins[0].value() ^ inv) | ((pins[1].value() ^ inv) << 1)
+             | (0 if sw is None else (sw.value() ^ inv) << 2), ticks_us())
     return handler
 
 

@@ -84,10 +84,9 @@ class Doors:
         timing = {}
         for k in ("debounce_ms", "linger_ms", "fault_ms", "bunch_us", "tailgate_gap_ms", "late_ms"):
             timing[k] = setting(config, k)
-        self.bank = BeamBank([(a, b, low) for a, b, _, low in door_pins],
+        self.bank = BeamBank([(a, b, low, sw) for a, b, sw, low in door_pins],
                              setting(config, "ring_size"), now, encoders=encoders, **timing)
         self.doors = []
-        self._by_aux = []  # door per auxiliary ring channel
         self.now_us = now  # time of the last step
         self.opened = 0  # door openings since boot, all doors (StopVisits sees openings it missed)
         self.open_us = now  # time of the latest opening
@@ -101,8 +100,6 @@ class Doors:
                 d.cand = sw.value() ^ d.invert
                 d.open = d.counting = bool(d.cand)
                 d.cand_us = now
-                self.bank.add_aux(sw, d.invert)
-                self._by_aux.append(d)
             self.doors.append(d)
             self.bank.fsms[i].on_crossing = self._on_crossing(d)
         self.bank.on_aux = self._on_switch  # bound once: called from the drain, allocation-free
@@ -123,9 +120,11 @@ class Doors:
         return cb
 
     def _on_switch(self, k, level, t_us, late):
-        """A door switch edge from the ring, in order with the beams' edges."""
-        d = self._by_aux[k]
-        d.switch_edges += 1
+        """Door k's switch level from the ring, in order with the beams'
+        edges: its own edge, or (late == 2) a change a beam's handler read."""
+        d = self.doors[k]
+        if late != 2:
+            d.switch_edges += 1
         self._settle(d, t_us)
         if level != d.cand:
             d.cand = level

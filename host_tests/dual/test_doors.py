@@ -216,3 +216,36 @@ def test_on_time_bounce_and_coincident_doors_are_neither_late_nor_lost():
     assert [f.late for f in doors.bank.fsms] == [0, 0]
     assert doors.bank.full_bunches == 0
     assert doors.lost(0) == 0 and doors.lost(1) == 0
+
+
+def test_a_door_switch_edge_dropped_by_the_full_queue_is_seen_in_the_beams_snapshots():
+    """Bounce fills the 8-deep callback queue inside a blocking call just as
+    the door opens: the switch's own callback is dropped, but every beam
+    callback reads the switch too, so the door opens and the boarding counts."""
+    doors = setup()
+    a = PINS[0][0]
+    ev = [(1000, a, 0)] + [(1000 + k, a, k & 1) for k in range(1, 9)]  # beam A flickers
+    ev += [(1020, 27, 0), (9000, 27, 1)] + crossing(3000)
+    inject(ev)
+    run(doors, 900)
+    machine.stall(4000, 100)
+    run(doors, 14000)
+    assert machine.scheduler().dropped > 0
+    assert doors.doors[0].switch_edges == 1  # only the closing edge came through
+    assert doors.doors[0].openings == 1
+    assert doors.counts(0) == (1, 0) and doors.doors[0].outside == 0
+
+
+def test_health_shows_chatter_and_a_door_switch_that_never_changes():
+    doors = setup(2)
+    ev = []
+    for k in range(10):
+        t = 1000 + 6000 * k
+        ev += door(t, t + 4000, 0) + crossing(t + 1000, 0, bounce=True)
+    inject(ev)
+    run(doors, 65000)
+    h = doors.health()
+    assert h["openings"] == [10, 0]
+    assert h["switch_stuck"] == [0, 1]
+    assert h["chatter_pm"][0] > 100 and h["chatter_pm"][1] == 0
+    assert h["late"] == [0, 0] and h["ring_peak"] >= 1

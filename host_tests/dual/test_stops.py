@@ -229,4 +229,5 @@ def test_a_whole_stop_inside_a_blocking_call_is_one_visit_opened_at_the_door_edg
     assert v.doors == [[3, 0]] and v.load_departure == 3
     assert 5 <= v.dwell_s <= 6
     assert 1795768200 + 10 <= v.t_open_unix <= 1795768200 + 11
-    assert not v.quality & stops.Q_LOST
+    assert not v.quality & stops.Q_LOST  # nothing was lost: only late
+    assert v.quality & stops.Q_LATE

@@ -89,11 +89,12 @@ class BeamPair:
 
     def edge(self, beam, snap, t_us):
         """An edge delivered late on its own: a toggle if it agrees with its
-        snapshot, else the snapshot wins (queued edges behind it, or lost)."""
-        if self.raw ^ (1 << beam) != snap:
+        snapshot, else the snapshot wins (queued edges behind it, or lost).
+        beam | 2: the callback queue was not empty, the edge may be stale."""
+        if self.raw ^ (1 << (beam & 1)) != snap:
             self.sample(snap, t_us, beam)
             return
-        self.toggle(beam, t_us)
+        self.toggle(beam & 1, t_us)
 
     def toggle(self, beam, t_us):
         """An edge delivered on time: a toggle filtered by the debounce. Its
@@ -139,18 +140,21 @@ class BeamPair:
             self.inferred += 1
             st = self.stage
             if cur == 0:
-                self.first_beam = beam  # none to both: _ANY decides when one beam clears
+                self.first_beam = beam & 1  # none to both: _ANY decides when one beam clears
             elif cur == 3 and not self.dirn:
                 # both to none, still undecided: last resort, the channel that started it
                 self._set(2 if self.first_beam == 0 else 1, t_us)
             elif cur == 3:
                 self._set(2 if self.dirn == IN else 1, t_us)  # the crossing under way left by its second beam
-            elif st == _FIRST:
-                self._set(3, t_us)  # on the first beam, now on the second: walked on through both
-            elif st == _SECOND or st == _AGAIN:
-                self._set(0, t_us)  # left by the second beam; the next person is on the first
-            else:
+            elif beam < 2:
+                # one beam to the other, the edge fresh: its beam changed first
+                # (callbacks run in edge order): B then A is one person leaving
+                # and the next entering; A then B a bag behind or walking on
                 self._set(cur ^ (1 << beam), t_us)
+            elif st == _SECOND or st == _AGAIN:
+                self._set(0, t_us)  # stale edge: left by the second beam, the next person on the first
+            else:
+                self._set(3, t_us)  # stale edge: on the first beam, walked on through both
         self._set(snap, t_us)
 
     def _commit_due(self, now_us):
@@ -286,14 +290,19 @@ class BeamPair:
         elif diff and ticks_diff(now_us, self.mismatch_t) >= self.debounce_us:
             self._resync(a | (b << 1), diff, now_us)
         if self.hw is not None and self.stage == _IDLE and (self.raw | self.lvl | a | b) == 0:
-            self._check_hw(now_us)
+            self._check_hw(self.hw.value())
 
-    def _check_hw(self, now_us):
+    def rest_hw(self, v):
+        """A late callback saw the pair at rest with the hardware count v (read
+        by the handler): reconcile now, so each window holds few crossings."""
+        if self.stage == _IDLE and (self.raw | self.lvl) == 0 and (v - self.hw_base) & 3 == 0:
+            self._check_hw(v)
+
+    def _check_hw(self, v):
         """At rest, compare the net count with the hardware counter. After
         late or lost edges, crossings the hardware saw in the same direction
         beyond ours are added (`recovered`); a hardware count below ours is
         left alone (two people close together make one quadrature cycle)."""
-        v = self.hw.value()
         sw = self.ins - self.outs
         if self.dirty:
             hw_net = (v - self.hw_base) * self.hw_sign

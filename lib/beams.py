@@ -32,10 +32,11 @@ class BeamBank:
     late) in ring order (late = 2: seen in a beam's snapshot)."""
 
     def __init__(self, pairs, ring_size=256, now_us=None, bunch_us=500, encoders=None, sched_depth=8,
-                 late_ms=100, **timing):
+                 late_ms=100, tick_ms=100, **timing):
         self.ring = EdgeRing(ring_size)
         self.bunch_us = bunch_us
         self.late_us = late_ms * 1000
+        self.fresh_us = tick_ms * 1500  # a gap of more than 1.5 service ticks: the queue had run empty
         self.sched_depth = sched_depth  # pending callbacks the port keeps (8 on the ESP32)
         self.full_bunches = 0  # late bunches as long as the callback queue: edges were probably dropped
         self.on_aux = None
@@ -55,7 +56,8 @@ class BeamBank:
             self.invert[i] = inv
             fsm = BeamPair(**timing)
             self.fsms.append(fsm)
-            pins = (pa, pb, sw)
+            enc = encoders[i] if encoders else None
+            pins = (pa, pb, sw, enc)
             for j, p in enumerate((pa, pb)):
                 self.pins.append(p)
                 p.irq(irq_handler(self.ring, 2 * i + j, pins, inv), p.IRQ_RISING | p.IRQ_FALLING)
@@ -64,9 +66,9 @@ class BeamBank:
                 self.sw_seen[i] = sw.value() ^ inv
                 sw.irq(aux_handler(self.ring, i, sw, inv), sw.IRQ_RISING | sw.IRQ_FALLING)
             fsm.start(pa.value() ^ inv, pb.value() ^ inv, now)
-            if encoders and encoders[i] is not None:
-                fsm.hw = encoders[i]
-                fsm.hw_base = encoders[i].value()
+            if enc is not None:
+                fsm.hw = enc
+                fsm.hw_base = enc.value()
 
     def service(self, now_us=None):
         """Drain the ring into the FSMs and poll them; returns edges handled."""
@@ -80,12 +82,15 @@ class BeamBank:
         if n > ring.peak:
             ring.peak = n
         last = self.last_us
+        prev = last
         late_us = self.late_us
         while ring.tail != head:
             i = ring.tail
             c = code[i]
             t = tt[i]
             late = ticks_diff(t, last) > late_us
+            gap = ticks_diff(t, prev)  # a callback after a skipped service tick found the queue empty
+            prev = t
             if c >= _AUX_CODE:
                 ring.tail = i + 1 if i + 1 < size else 0
                 k = (c >> 3) & 0xF
@@ -117,7 +122,11 @@ class BeamBank:
                 f.edges += 1
                 f.late += 1
                 f.dirty = True
-                f.edge((c >> 3) & 1, c & 3, t)
+                # bit 1 of beam: stale, the queue was not empty: this callback's
+                # edge may be long past, its channel says little about now
+                f.edge(((c >> 3) & 1) | (0 if gap > self.fresh_us else 2), c & 3, t)
+                if f.hw is not None and not c & 3:
+                    f.rest_hw(ring._hw[i])
                 continue
             self._bunch(i, k)
         now = ticks_us() if now_us is None else now_us

@@ -36,12 +36,13 @@ class EdgeRing:
         self.size = size
         self._code = bytearray(size)  # channel << 3 | snapshot
         self._t = array("i", bytes(4 * size))  # ticks_us < 2**30 fits
+        self._hw = array("i", bytes(4 * size))  # PCNT count read by the handler (0 without one)
         self.head = 0
         self.tail = 0
         self.overflows = 0
         self.peak = 0
 
-    def push(self, ch, snap, t_us):
+    def push(self, ch, snap, t_us, hw=0):
         i = self.head + 1
         if i == self.size:
             i = 0
@@ -51,6 +52,7 @@ class EdgeRing:
         h = self.head
         self._code[h] = (ch << 3) | snap
         self._t[h] = t_us
+        self._hw[h] = hw
         self.head = i
 
     def __len__(self):
@@ -66,16 +68,18 @@ class EdgeRing:
 
 def irq_handler(ring, ch, pins, invert):
     """Pin.irq handler for beam ch (pair ch >> 1); pins = (pin_a, pin_b,
-    switch or None). Stores ch, the levels when it runs (bit 0 A blocked,
-    bit 1 B blocked, bit 2 door open) and now. Allocates nothing."""
+    switch or None, PCNT encoder or None). Stores ch, the levels when it
+    runs (bit 0 A blocked, bit 1 B blocked, bit 2 door open), now, and the
+    pair's hardware count. Allocates nothing."""
     push = ring.push
     code = (ch << 1) | invert  # a closure over more than 4 names allocates per call
 
     def handler(pin):
         inv = code & 1
         sw = pins[2]
+        enc = pins[3]
         push(code >> 1, (pins[0].value() ^ inv) | ((pins[1].value() ^ inv) << 1)
-             | (0 if sw is None else (sw.value() ^ inv) << 2), ticks_us())
+             | (0 if sw is None else (sw.value() ^ inv) << 2), ticks_us(), 0 if enc is None else enc.value())
     return handler
 
 

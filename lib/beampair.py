@@ -78,6 +78,10 @@ class BeamPair:
         self.dirty = False  # late or lost edges since the last check against hw
         self.ahead = False  # a snapshot was adopted: queued edges may already be in it
         self.recovered = 0  # crossings only the hardware counter saw
+        self.split = 0  # crossings whose direction the hardware net count corrected
+        self.sh_in = 0  # crossings the FSM found while late, held until the hardware confirms them
+        self.sh_out = 0
+        self.sh_t = 0
 
     def start(self, a, b, now_us):
         """Adopt the current pin levels (boot, or after configuration)."""
@@ -259,6 +263,16 @@ class BeamPair:
                 self.stage = _UNKNOWN if s else _IDLE
 
     def _count(self, t):
+        if self.dirty and self.hw is not None:  # late: held for the hardware's net count
+            if self.dirn == IN:
+                self.sh_in += 1
+            else:
+                self.sh_out += 1
+            self.sh_t = t
+            return
+        self._emit(t)
+
+    def _emit(self, t):
         if self.dirn == IN:
             self.ins += 1
         else:
@@ -300,29 +314,43 @@ class BeamPair:
 
     def _check_hw(self, v):
         """At rest, compare the net count with the hardware counter. After
-        late or lost edges, crossings the hardware saw in the same direction
-        beyond ours are added (`recovered`); a hardware count below ours is
-        left alone (two people close together make one quadrature cycle)."""
+        late or lost edges (a dirty window) the hardware's net count wins:
+        the crossings the FSM found meanwhile (held) are released, adjusted
+        so the window's net equals the hardware's: first by dropping held
+        crossings of the other direction (a direction or a bag the late
+        samples got wrong), then by adding crossings (`recovered`). The
+        adjustments are counted in `split`. Two people close together make
+        one quadrature cycle: within a dirty window they count as one."""
         sw = self.ins - self.outs
         if self.dirty:
             hw_net = (v - self.hw_base) * self.hw_sign
-            sw_net = 4 * (sw - self.sw_base)
-            n = 0
-            if hw_net >= 0 and sw_net >= 0 and hw_net > sw_net:
-                n = (hw_net - sw_net) // 4
-            elif hw_net <= 0 and sw_net <= 0 and hw_net < sw_net:
-                n = -((sw_net - hw_net) // 4)
-            if n > 0:
-                self.dirn = IN
-            elif n < 0:
-                self.dirn = OUT
-                n = -n
-            t = self.stage_t  # the pair's last transition: when the crossings happened
-            for _ in range(n):
-                self.recovered += 1
-                self._count(t)
-            self.dirn = 0
+            d = (hw_net + 2) // 4 - (sw - self.sw_base)  # crossings still owed to the net
+            e_in = self.sh_in
+            e_out = self.sh_out
+            diff = d - (e_in - e_out)
+            if diff > 0:
+                r = e_out if e_out < diff else diff
+                e_out -= r
+                e_in += diff - r
+                self.split += diff
+            elif diff < 0:
+                r = e_in if e_in < -diff else -diff
+                e_in -= r
+                e_out += -diff - r
+                self.split -= diff
+            held = self.sh_in + self.sh_out
+            if e_in + e_out > held:
+                self.recovered += e_in + e_out - held
+            t = self.sh_t if held else self.stage_t  # when the crossings happened
+            self.sh_in = self.sh_out = 0
             self.dirty = False
+            self.dirn = IN
+            for _ in range(e_in):
+                self._emit(t)
+            self.dirn = OUT
+            for _ in range(e_out):
+                self._emit(t)
+            self.dirn = 0
             sw = self.ins - self.outs
         self.hw_base = v
         self.sw_base = sw

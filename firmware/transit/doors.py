@@ -236,7 +236,8 @@ class Doors:
         or misaligned sensor), `switch_stuck` (1 when this door's switch never
         changed while another door opened at least 10 times), `late` (edges
         that came through a blocking call), `lost_edges`, `unresolved`,
-        `recovered` (PCNT), `outside` (crossings with the door closed)."""
+        `recovered`/`split` (PCNT: crossings added / directions corrected),
+        `outside` (crossings with the door closed)."""
         fs = self.bank.fsms
         most = 0
         for d in self.doors:
@@ -254,6 +255,7 @@ class Doors:
             "partial": [f.partial for f in fs],
             "outside": [d.outside for d in self.doors],
             "recovered": [f.recovered for f in fs],
+            "split": [f.split for f in fs],
             "openings": [d.openings for d in self.doors],
             "switch_stuck": [1 if d.switch is not None and d.switch_edges == 0 and most >= 10 else 0
                              for d in self.doors],

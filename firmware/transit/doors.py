@@ -200,11 +200,12 @@ class Doors:
         return self.doors[i].outs
 
     def lost(self, i):
-        """Edges really lost plus crossings given up on door i since boot: the
-        pins disagreed with the FSM, a late bunch's toggles did not explain
-        its snapshot, or the ring overflowed (overflows are charged to door 0)."""
+        """Edges really lost, crossings given up and crossings only the PCNT
+        saw on door i since boot: the pins disagreed with the FSM, a late
+        bunch's toggles did not explain its snapshot, the hardware count was
+        ahead, or the ring overflowed (overflows are charged to door 0)."""
         f = self.bank.fsms[i]
-        return f.lost_edges + f.unresolved + (self.bank.ring.overflows if i == 0 else 0)
+        return f.lost_edges + f.unresolved + f.recovered + (self.bank.ring.overflows if i == 0 else 0)
 
     def late(self, i):
         """Edges of door i delivered while the loop was blocked, since boot."""

@@ -79,6 +79,9 @@ class BeamPair:
         self.ahead = False  # a snapshot was adopted: queued edges may already be in it
         self.recovered = 0  # crossings only the hardware counter saw
         self.split = 0  # crossings whose direction the hardware net count corrected
+        self.maybe = 0  # late: direction of an entry that seemed to turn back (0: none)
+        self.maybe_t = 0
+        self.revived = 0  # such entries a queued edge of the second beam showed were crossings
         self.sh_in = 0  # crossings the FSM found while late, held until the hardware confirms them
         self.sh_out = 0
         self.sh_t = 0
@@ -95,6 +98,19 @@ class BeamPair:
         """An edge delivered late on its own: a toggle if it agrees with its
         snapshot, else the snapshot wins (queued edges behind it, or lost).
         beam | 2: the callback queue was not empty, the edge may be stale."""
+        m = self.maybe
+        if m:
+            # A queued edge of the second beam after an entry that seemed to turn
+            # back: the person did reach the second beam between two samples.
+            if self.stage == _IDLE and (beam & 1) == (1 if m == IN else 0) and not snap & (1 << (beam & 1)):
+                self.maybe = 0
+                self.partial -= 1
+                self.revived += 1
+                self.dirn = m
+                self._count(self.maybe_t)
+                self.dirn = 0
+            elif self.stage != _IDLE:
+                self.maybe = 0
         if self.raw ^ (1 << (beam & 1)) != snap:
             self.sample(snap, t_us, beam)
             return
@@ -231,6 +247,9 @@ class BeamPair:
             elif rel == 0:
                 self.stage = _IDLE
                 self.partial += 1
+                if self.dirty:  # seen late: a fast crossing may hide between two samples
+                    self.maybe = self.dirn
+                    self.maybe_t = t
             else:
                 self.stage = _UNKNOWN
         elif st == _BOTH:

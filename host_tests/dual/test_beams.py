@@ -271,3 +271,22 @@ def test_pcnt_net_count_drops_a_bag_counted_twice_while_late():
     f.hw.v = 4
     f.poll(900000, 0, 0)
     assert (f.ins, f.outs) == (1, 0)
+
+
+def test_late_entry_that_seemed_to_turn_back_counts_when_a_queued_edge_shows_the_second_beam():
+    """Seen late, a fast boarding is A at one sample and nothing at the next.
+    The queued callbacks behind it include beam B's edges: the person did
+    reach B, so it is a crossing. A step back leaves only A's edges."""
+    f = pair()
+    f.dirty = True
+    f.sample(1, 100000, 0)
+    f.sample(0, 200000, 0 | 2)  # a stale callback: both beams already clear
+    assert (f.ins, f.partial) == (0, 1)
+    f.edge(1 | 2, 0, 300000)  # B's queued edge, its snapshot clear
+    assert (f.ins, f.partial, f.revived) == (1, 0, 1)
+    g = pair()
+    g.dirty = True
+    g.sample(1, 100000, 0)
+    g.sample(0, 200000, 0 | 2)
+    g.edge(0 | 2, 0, 300000)  # only A's own edges follow: a step back
+    assert (g.ins, g.partial) == (0, 1)

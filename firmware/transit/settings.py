@@ -18,6 +18,7 @@ GROUPS = {
         "debounce_ms": (1, 500), "linger_ms": (500, 60000), "fault_ms": (10000, 3600000),
         "grace_ms": (0, 30000), "switch_debounce_ms": (0, 1000), "bunch_us": (50, 50000),
         "tailgate_gap_ms": (20, 2000), "ring_size": (16, 512), "merge_s": (0, 600), "merge_m": (0, 500),
+        "late_ms": (20, 2000),
         "period_s": (60, 3600),
     },
     "queue": {"commit_ms": (1000, 600000), "commit_records": (1, 1024), "budget_kib": (64, 4096)},

@@ -22,7 +22,7 @@ from harness.sntp import SntpServer, dead_port
 sys.path.insert(0, paths.TOOLS)
 import doctor  # noqa: E402
 
-SECRETS = {"wifi": {"yard": "k"}, "mqtt_password": ""}
+SECRETS = {"wifi": {"yard": "k"}, "mqtt_password": "s3cret"}  # TLS needs a password (transit.config)
 
 SCRIPT = """
 import json, time, machine, network, fakeclock, certclock
@@ -111,7 +111,9 @@ def _run(mp, tmp_path, gps_after_fails=-1, limit_ms=8000, extra=5):
 
 @pytest.fixture
 def tls_broker(broker_factory, tls_material, tmp_path):
-    b = broker_factory(tls=tls_material)
+    # As provisioned: each device its own user (the password file), an ACL.
+    acl = "user watcher\ntopic read #\npattern write phs/+/%u/#\npattern read phs/+/%u/cmd\npattern read phs/+/%u/status\n"
+    b = broker_factory(tls=tls_material, users={"depot-tls1": "s3cret", "bus-tls1": "s3cret", "watcher": "w"}, acl=acl)
     with open(tls_material.ca_der, "rb") as f:
         (tmp_path / "ca.der").write_bytes(f.read())
     return b
@@ -123,7 +125,7 @@ def test_depot_cold_start_at_2000_sets_its_clock_by_sntp_then_connects_over_tls(
     try:
         # First server dead (its datagrams refused), the second answers: the client moves on.
         _board(tmp_path, tls_broker, "depot", [dead_port(), sntp.address])
-        sub = subscriber_factory(tls_broker, ["phs/#"], ca_cert=tls_material.ca_cert)
+        sub = subscriber_factory(tls_broker, ["phs/#"], username="watcher", password="w", ca_cert=tls_material.ca_cert)
         r = _run(mp, tmp_path)
     finally:
         sntp.close()

@@ -18,7 +18,7 @@ import time
 
 from umqtt import simple as _simple
 
-from transit.schema import Writer
+from transit.jsonw import Writer
 
 _EINPROGRESS = (errno.EINPROGRESS, 119)  # 119: lwIP's EINPROGRESS on the ESP32
 _EAGAIN = (errno.EAGAIN, 11)

@@ -199,10 +199,10 @@ def test_deployed_firmware_boots_and_publishes_through_the_provisioned_acl(tmp_p
     port = free_port()
     out = make_fleet(str(tmp_path), broker_port=port)
     users = {"bus-0107": json.load(open(os.path.join(out, "bus-0107", "secrets.json")))["mqtt_password"]}
-    ops = json.load(open(os.path.join(out, "broker", "ops.json")))
-    users["ops"] = ops["mqtt_password"]
+    ops = json.load(open(os.path.join(out, "broker", "consumer.json")))
+    users["consumer"] = ops["mqtt_password"]
     broker = broker_factory(users=users, acl=open(os.path.join(out, "broker", "acl")).read(), port=port)
-    sub = subscriber_factory(broker, ["phs/#"], username="ops", password=ops["mqtt_password"])
+    sub = subscriber_factory(broker, ["phs/#"], username="consumer", password=ops["mqtt_password"])
     setup = tmp_path / "setup.py"
     setup.write_text(SETUP)
     board = VBoard(fs=str(tmp_path / "flash"), setup=str(setup))

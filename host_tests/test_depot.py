@@ -99,4 +99,4 @@ def test_depot_counts_gates_and_keeps_a_yard_roster(mp, tmp_path, broker_factory
             break
         time.sleep(0.1)
     assert statuses[0]["on"] is True and "yard" in statuses[0]
-    assert statuses[-1] == {"v": 1, "d": "depot-central", "on": False}  # the last will: the board went away
+    assert statuses[-1] == {"v": 2, "d": "depot-central", "on": False}  # the last will: the board went away

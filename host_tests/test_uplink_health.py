@@ -15,13 +15,14 @@ import telemetry  # noqa: E402
 
 def test_document_has_identity_uptime_reset_cause_and_sources():
     CLOCK.set_virtual(0)
-    h = health.Health("bus-001", reset_cause=3, utc_s=lambda: 1764200000)
+    h = health.Health("bus-001", reset_cause=3, utc_s=lambda: 1764200000, epoch=4000000000)
     h.register("link", lambda: {"type": "wifi", "up": True, "ssid": "depot", "rssi": -61})
     h.register("uplink", lambda: {"connects": 2, "reconnects": 1, "tx_bytes": 999,
                                   "umqtt": {"file": "/lib/umqtt/simple.mpy", "api": "1.3"}})
     time.sleep_ms(5500)
     doc = h.document()
-    assert (doc["v"], doc["d"], doc["on"], doc["t"], doc["up_s"], doc["rst"]) == (1, "bus-001", True, 1764200000, 5, "watchdog")
+    assert (doc["v"], doc["d"], doc["e"], doc["on"], doc["t"], doc["up_s"], doc["rst"]) == (
+        2, "bus-001", 4000000000, True, 1764200000, 5, "watchdog")
     assert doc["link"]["rssi"] == -61 and doc["uplink"]["reconnects"] == 1
     assert doc["health_errors"] == 0
     telemetry.validate("phs/bus/bus-001/status", json.dumps(doc))

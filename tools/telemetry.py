@@ -1,9 +1,12 @@
-"""Host side of telemetry schema v1: validate, decode and rebuild a device's stream.
+"""Host side of telemetry schema v2: validate, decode and rebuild a device's stream.
 
     validate(topic, payload)  -> (kind, doc); raises jsonschema.ValidationError / ValueError
     decode(topic, payload)    -> (kind, device_id, records, doc) for batch kinds
-    Stream                    -> feed messages; de-duplicates by seq, tracks gaps,
+    Stream                    -> feed messages; de-duplicates by (epoch, seq), tracks gaps,
                                  moves the vehicle only on live (non-backlog) positions
+
+v1 messages (no "e") are accepted as epoch 0. A Stream is one device's, so
+its key (e, seq) is the schema's (device, e, seq).
 
 Runs under CPython; uses firmware/transit/schema.py so there is one definition.
 """
@@ -61,13 +64,21 @@ def decode(topic, payload):
 
 
 class Stream:
-    """Rebuild one device's records from messages in arrival order."""
+    """Rebuild one device's records from messages in arrival order.
+
+    records: (e, seq) -> (kind, record); a new epoch (a wiped queue, a
+    replaced board) starts its seqs again without losing or dropping a record.
+    epoch: the epoch of the newest batch; seqs() and gaps() look at it unless
+    told another."""
 
     def __init__(self):
-        self.records = {}  # seq -> (kind, record)
+        self.records = {}  # (e, seq) -> (kind, record)
         self.duplicates = 0
         self.messages = 0
-        self.live_positions = []  # seqs of positions that moved the vehicle
+        self.epoch = None  # epoch of the last batch received
+        self._pos_epoch = None  # epoch of the last position batch
+        self.epochs = []  # every epoch seen, in order of first arrival
+        self.live_positions = []  # seqs of positions that moved the vehicle (in the current epoch)
         self.backlog_messages = 0
         self.status = None
         self.acks = []
@@ -84,21 +95,34 @@ class Stream:
         if kind not in BATCH_KINDS:
             return
         recs = schema.decode_batch(schema.TYPE_OF_KIND[kind], doc)
+        e = doc.get("e", 0)
+        if e not in self.epochs:
+            self.epochs.append(e)
+        self.epoch = e
+        if kind == "pos" and e != self._pos_epoch:
+            # Another queue (new board, wiped queue): its seqs start afresh, and
+            # "only forward in seq" restarts with them.
+            self._pos_epoch = e
+            self.live_positions = []
         if doc.get("bl"):
             self.backlog_messages += 1
         for r in recs:
-            if r["seq"] in self.records:
+            key = (e, r["seq"])
+            if key in self.records:
                 self.duplicates += 1
             else:
-                self.records[r["seq"]] = (kind, r)
+                self.records[key] = (kind, r)
         if kind == "pos" and not doc.get("bl"):
             last = recs[-1]["seq"]
             if not self.live_positions or last > self.live_positions[-1]:
                 self.live_positions.append(last)
 
-    def seqs(self):
-        return sorted(self.records)
+    def seqs(self, e=None):
+        """Sorted seqs received in epoch e (default: the current one)."""
+        e = self.epoch if e is None else e
+        return sorted(s for k, s in self.records if k == e)
 
-    def gaps(self, first, last):
-        """Sequence numbers in first..last never received."""
-        return [s for s in range(first, last + 1) if s not in self.records]
+    def gaps(self, first, last, e=None):
+        """Sequence numbers in first..last never received in epoch e (default: current)."""
+        e = self.epoch if e is None else e
+        return [s for s in range(first, last + 1) if (e, s) not in self.records]

@@ -13,7 +13,7 @@ import gc
 import time
 
 from dqueue import DEFAULT_BUDGET, DurableQueue
-from transit import VERSION, records as R
+from transit import VERSION, identity, records as R
 from transit.commands import Commands
 from transit.health import Health, queue_source
 from transit.link import Link
@@ -59,12 +59,13 @@ class App:
         self.queue = DurableQueue(QUEUE_DIR + "/q", budget_bytes=budget,
                                   commit_ms=qs.get("commit_ms", COMMIT_MS), commit_records=qs.get("commit_records", 64),
                                   priority_types=R.PRIORITY_TYPES)
-        self.health = Health(cfg["device_id"], board.reset_cause())
+        self.epoch = identity.adopt(QUEUE_DIR + "/q", cfg["device_id"], self.queue)
+        self.health = Health(cfg["device_id"], board.reset_cause(), epoch=self.epoch)
         self.link = Link(cfg["networks"], cfg.wifi_key, wlan=wlan, ppp_factory=ppp_factory)
         hooks = {"reboot": self.reboot, "flush": self.flush, "reset_load": self.reset_load}
         self.commands = Commands(cfg, cfg["device_id"], hooks)
         self.uplink = Uplink(cfg, self.queue, commands=self.commands, status_doc=self.health.document,
-                             link=self.link, watch=self.watch_spec(cfg))
+                             link=self.link, watch=self.watch_spec(cfg), epoch=self.epoch)
         hooks["on_set"] = self.uplink.apply_setting
         self.health.register("queue", queue_source(self.queue))
         self.health.register("link", self.link.status)

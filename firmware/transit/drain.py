@@ -20,13 +20,14 @@ _HEADROOM = 64  # tx room kept for PUBACK/PINGREQ appended behind a message
 class Drain:
     """Shares conn, settings and the stats dict with the Uplink that owns it."""
 
-    def __init__(self, queue, conn, settings, stats, topics, device_id, ticks_ms):
+    def __init__(self, queue, conn, settings, stats, topics, device_id, ticks_ms, epoch=0):
         self.queue = queue
         self.conn = conn
         self.s = settings
         self.stats = stats
         self._topics = topics
         self.device_id = device_id
+        self.epoch = str(epoch).encode()  # the queue's epoch (transit.identity), rendered once
         self.pid = 0
         self._live = None  # newest offered position (queue tuple)
         self._hw = {}  # rtype -> highest seq sent in a non-backlog message
@@ -155,7 +156,7 @@ class Drain:
         w = c.begin_publish(self._topics[schema.KIND_OF_TYPE[rtype]], qos, False, pid)
         w.end = len(c.tx) - _HEADROOM
         try:
-            schema.encode_batch(w, self.device_id, rtype, recs, backlog)
+            schema.encode_batch(w, self.device_id, rtype, recs, backlog, self.epoch)
         except IndexError:
             c.abort_publish()
             raise

@@ -34,8 +34,9 @@ def unix_now():
 
 
 class Health:
-    def __init__(self, device_id, reset_cause=None, ticks_ms=time.ticks_ms, utc_s=unix_now):
+    def __init__(self, device_id, reset_cause=None, ticks_ms=time.ticks_ms, utc_s=unix_now, epoch=0):
         self.device_id = device_id
+        self.epoch = epoch  # the queue's epoch (transit.identity): status v2 "e"
         self.reset = RESET_NAMES.get(reset_cause, str(reset_cause)) if reset_cause is not None else "unknown"
         self._ticks = ticks_ms
         self._t0 = ticks_ms()
@@ -61,7 +62,7 @@ class Health:
         return self._up_ms // 1000
 
     def document(self):
-        doc = {"v": schema.VERSION, "d": self.device_id, "on": True, "t": self._utc(),
+        doc = {"v": schema.VERSION, "d": self.device_id, "e": self.epoch, "on": True, "t": self._utc(),
                "fw": FW_VERSION, "up_s": self.uptime_s(), "rst": self.reset, "heap": _mem_free()}
         for name, fn, sparse in self._sources:
             try:

@@ -1,4 +1,4 @@
-"""Telemetry schema v1: topics and the JSON wire form of record batches.
+"""Telemetry schema v2: topics and the JSON wire form of record batches.
 
 Defined once here and used by the firmware, the host tools and the tests
 (docs/telemetry.md explains it; docs/schema/*.json validate it). Batches are
@@ -6,6 +6,11 @@ written straight into a preallocated bytearray by `Writer`, so encoding a
 message allocates little more than the queue's own records. Positions go as
 columns of deltas (about 30 bytes per position); the rare priority records
 (stops, counts, events, roster) go as rows with short keys.
+
+v2 (from v1): every batch and the status carry "e", the board's epoch (a
+random 32-bit number made with its queue, transit/identity.py), so the
+de-duplication key (device, e, seq) stays unique across a wiped queue or a
+swapped board; commands need "id" and "exp" (transit/commands.py).
 """
 
 import json
@@ -18,7 +23,7 @@ except ImportError:  # CPython (host tools)
 
 from transit import records as R
 
-VERSION = const(1)
+VERSION = const(2)
 
 # Topic leaves under <root>/<role>/<device_id>/
 KIND_POS = "pos"
@@ -119,9 +124,14 @@ class Writer:
         return bytes(self.buf[:self.pos])
 
 
-def _header(w, device_id, rec0, backlog):
-    w.raw(b'{"v":1,"d":')
+def _header(w, device_id, epoch, rec0, backlog):
+    w.raw(b'{"v":2,"d":')
     w.str(device_id)
+    w.raw(b',"e":')
+    if isinstance(epoch, int):
+        w.int(epoch)
+    else:  # digits rendered once (an epoch above 2**30 is a big int on the ESP32)
+        w.raw(epoch)
     w.raw(b',"s":')
     w.int(rec0[0])
     w.raw(b',"t":')
@@ -130,12 +140,13 @@ def _header(w, device_id, rec0, backlog):
         w.raw(b',"bl":1')
 
 
-def encode_batch(w, device_id, rtype, recs, backlog=False):
+def encode_batch(w, device_id, rtype, recs, backlog=False, epoch=0):
     """Write one message for recs, a list of queue tuples (seq, rtype, flags,
-    ts, payload) all of type rtype, oldest first."""
+    ts, payload) all of type rtype, oldest first; epoch: the queue's epoch
+    (1..0xFFFFFFFF; transit.identity), an int or its decimal digits as bytes."""
     if not recs:
         raise ValueError("empty batch")
-    _header(w, device_id, recs[0], backlog)
+    _header(w, device_id, epoch, recs[0], backlog)
     if rtype == R.POS:
         _pos_columns(w, recs)
     else:
@@ -274,8 +285,10 @@ def ack_doc(device_id, cmd_id, op, ok, result=None, error=None):
 
 
 def decode_batch(rtype, doc):
-    """Expand a batch document into a list of record dicts with seq and ts."""
+    """Expand a batch document into a list of record dicts with seq, ts and
+    e (the epoch; 0 for a v1 message, which has none)."""
     out = []
+    e = doc.get("e", 0)
     seq = doc["s"]
     ts = doc["t"]
     if rtype == R.POS:
@@ -287,7 +300,7 @@ def decode_batch(rtype, doc):
             seq = (seq + q[i]) if q else doc["s"] + i
             ts = (ts + dt[i]) if isinstance(dt, list) else doc["t"] + i * dt
             f = doc.get("f", 0)
-            rec = {"seq": seq, "ts": ts, "flags": f[i] if isinstance(f, list) else f}
+            rec = {"seq": seq, "e": e, "ts": ts, "flags": f[i] if isinstance(f, list) else f}
             for c in range(len(POS_COLUMNS)):
                 key, running = POS_COLUMNS[c]
                 v = doc[key]
@@ -302,7 +315,7 @@ def decode_batch(rtype, doc):
             out.append(rec)
         return out
     for row in doc["r"]:
-        rec = {"seq": row["q"], "ts": row["t"], "flags": row.get("f", 0)}
+        rec = {"seq": row["q"], "e": e, "ts": row["t"], "flags": row.get("f", 0)}
         for k in ROW_KEYS[rtype]:
             rec[k] = row[k]
         out.append(rec)

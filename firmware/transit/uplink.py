@@ -59,10 +59,11 @@ def tls_context(ca_der):
 
 class Uplink:
     def __init__(self, cfg, queue, commands=None, status_doc=None, link=None, ca_der=None,
-                 ticks_ms=time.ticks_ms, watch=None, **settings):
+                 ticks_ms=time.ticks_ms, watch=None, epoch=0, **settings):
         """watch: optional (topic filter, fn(topic bytes, msg bytes)) for other
         devices' messages (a depot follows the buses' geofence events); fn runs
-        in a later step, never inside the socket read."""
+        in a later step, never inside the socket read. epoch: the queue's
+        epoch, carried in every batch (transit.identity)."""
         self.cfg = cfg
         self.watch = watch
         self._watched = []
@@ -109,7 +110,8 @@ class Uplink:
         self._fails = 0
         self._next_try = ticks_ms()
         self._ping_at = None
-        self.drain = Drain(queue, self.conn, s, self.stats, self._topics, dev, ticks_ms)
+        self.epoch = epoch
+        self.drain = Drain(queue, self.conn, s, self.stats, self._topics, dev, ticks_ms, epoch)
         self._next_status = ticks_ms()
         self._status_due = False
         self._cmds = []
@@ -386,5 +388,5 @@ class Uplink:
         if self.status_doc is not None:
             doc = self.status_doc()
         else:
-            doc = {"v": schema.VERSION, "d": self.device_id, "on": True, "uplink": self.status()}
+            doc = {"v": schema.VERSION, "d": self.device_id, "e": self.epoch, "on": True, "uplink": self.status()}
         return json.dumps(doc)

@@ -32,7 +32,7 @@ def _ack(result):
 def test_ping_answers_pong_with_the_command_id():
     _, c = _cmds()
     doc, after = _ack(c.handle(b'{"id":"a1","op":"ping"}'))
-    assert doc == {"v": 1, "d": "bus-001", "id": "a1", "op": "ping", "ok": True, "r": "pong"}
+    assert doc == {"v": 2, "d": "bus-001", "id": "a1", "op": "ping", "ok": True, "r": "pong"}
     assert after is None
 
 

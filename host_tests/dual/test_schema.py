@@ -1,4 +1,4 @@
-"""Telemetry schema v1: topics and exact bytes of batch messages.
+"""Telemetry schema v2: topics and exact bytes of batch messages.
 
 Runs under CPython and under the MicroPython unix port; the JSON Schema
 checks run under CPython only (jsonschema is a host package)."""
@@ -20,7 +20,7 @@ def _pos(seq, i, ts=None, flags=0, sats=9):
 
 def _encode(rtype, recs, backlog=False, size=4096):
     w = schema.Writer(bytearray(size))
-    schema.encode_batch(w, "bus-001", rtype, recs, backlog)
+    schema.encode_batch(w, "bus-001", rtype, recs, backlog, 7)
     return w.text()
 
 
@@ -59,7 +59,7 @@ def test_writer_refuses_to_write_past_its_end():
 
 def test_position_batch_exact_bytes_contiguous_and_evenly_spaced():
     got = _encode(R.POS, [_pos(10, 0), _pos(11, 1), _pos(12, 2)])
-    assert got == (b'{"v":1,"d":"bus-001","s":10,"t":1700000000,"n":3,"dt":5,'
+    assert got == (b'{"v":2,"d":"bus-001","e":7,"s":10,"t":1700000000,"n":3,"dt":5,'
                    b'"la":[16821234,300,300],"lo":[100262345,-200,-200],"sp":[833,834,833],'
                    b'"co":[900,1,1],"al":450,"sa":9,"hd":12,"rs":1,"od":[0,40,40]}')
 
@@ -67,7 +67,7 @@ def test_position_batch_exact_bytes_contiguous_and_evenly_spaced():
 def test_position_batch_with_gaps_irregular_times_flags_and_backlog():
     recs = [_pos(20, 0, flags=1, ts=7), _pos(23, 1, ts=T0), _pos(24, 2, ts=T0 + 7)]
     got = _encode(R.POS, recs, backlog=True)
-    assert got == (b'{"v":1,"d":"bus-001","s":20,"t":7,"bl":1,"n":3,"q":[0,3,1],'
+    assert got == (b'{"v":2,"d":"bus-001","e":7,"s":20,"t":7,"bl":1,"n":3,"q":[0,3,1],'
                    b'"dt":[0,1699999993,7],"la":[16821234,300,300],"lo":[100262345,-200,-200],'
                    b'"sp":[833,834,833],"co":[900,1,1],"al":450,"sa":9,"hd":12,"rs":1,"od":[0,40,40],'
                    b'"f":[1,0,0]}')
@@ -75,27 +75,61 @@ def test_position_batch_with_gaps_irregular_times_flags_and_backlog():
 
 def test_single_position_batch():
     got = _encode(R.POS, [_pos(5, 0)])
-    assert got == (b'{"v":1,"d":"bus-001","s":5,"t":1700000000,"n":1,"dt":0,"la":16821234,'
+    assert got == (b'{"v":2,"d":"bus-001","e":7,"s":5,"t":1700000000,"n":1,"dt":0,"la":16821234,'
                    b'"lo":100262345,"sp":833,"co":900,"al":450,"sa":9,"hd":12,"rs":1,"od":0}')
 
 
 def test_stop_event_count_and_roster_rows_exact_bytes():
     stop = R.pack_stop(7, T0 - 30, T0, 16821234, 100262345, 5000, 30, 12, 2, 0, [(3, 1), (0, 2)])
     assert _encode(R.STOP, [(50, R.STOP, 0, T0, stop)]) == (
-        b'{"v":1,"d":"bus-001","s":50,"t":1700000000,"r":[{"q":50,"t":1700000000,"id":7,'
+        b'{"v":2,"d":"bus-001","e":7,"s":50,"t":1700000000,"r":[{"q":50,"t":1700000000,"id":7,'
         b'"to":1699999970,"tc":1700000000,"la":16821234,"lo":100262345,"od":5000,"dw":30,"ld":12,'
         b'"oc":2,"qf":0,"dr":[[3,1],[0,2]]}]}')
     ev = R.pack_event(R.EV_BOOT, 0, -3, 0, 0)
     assert _encode(R.EVENT, [(51, R.EVENT, 1, 33, ev)]) == (
-        b'{"v":1,"d":"bus-001","s":51,"t":33,"r":[{"q":51,"t":33,"f":1,"k":1,"i":0,"va":-3,"la":0,"lo":0}]}')
+        b'{"v":2,"d":"bus-001","e":7,"s":51,"t":33,"r":[{"q":51,"t":33,"f":1,"k":1,"i":0,"va":-3,"la":0,"lo":0}]}')
     cnt = R.pack_count(T0, 300, 0, [(4, 5)])
     assert _encode(R.COUNT, [(52, R.COUNT, 0, T0, cnt)]) == (
-        b'{"v":1,"d":"bus-001","s":52,"t":1700000000,"r":[{"q":52,"t":1700000000,"ps":1700000000,'
+        b'{"v":2,"d":"bus-001","e":7,"s":52,"t":1700000000,"r":[{"q":52,"t":1700000000,"ps":1700000000,'
         b'"pl":300,"cf":0,"g":[[4,5]]}]}')
     ros = R.pack_roster(1, -70, 1, "bus-017")
     assert _encode(R.ROSTER, [(53, R.ROSTER, 0, T0, ros)]) == (
-        b'{"v":1,"d":"bus-001","s":53,"t":1700000000,"r":[{"q":53,"t":1700000000,"k":1,"rs":-70,'
+        b'{"v":2,"d":"bus-001","e":7,"s":53,"t":1700000000,"r":[{"q":53,"t":1700000000,"k":1,"rs":-70,'
         b'"src":1,"bus":"bus-017"}]}')
+
+
+def test_the_epoch_goes_in_every_batch_as_given_digits_or_as_an_integer():
+    # The uplink renders a large epoch once (a big int on the ESP32) and passes the digits.
+    w = schema.Writer(bytearray(512))
+    schema.encode_batch(w, "bus-001", R.POS, [_pos(1, 0)], False, b"4294967295")
+    doc = json.loads(w.text())
+    assert doc["v"] == 2 and doc["e"] == 4294967295
+    out = schema.decode_batch(R.POS, doc)
+    assert out[0]["e"] == 4294967295 and out[0]["seq"] == 1
+    ev = json.loads(_encode(R.EVENT, [(51, R.EVENT, 1, 33, R.pack_event(R.EV_BOOT))]))
+    assert schema.decode_batch(R.EVENT, ev)[0]["e"] == 7
+
+
+def test_a_v1_batch_decodes_with_epoch_zero():
+    doc = json.loads(_encode(R.POS, [_pos(10, 0)]))
+    doc["v"] = 1
+    del doc["e"]
+    assert schema.decode_batch(R.POS, doc)[0]["e"] == 0
+
+
+def test_header_with_a_digit_epoch_allocates_nothing():
+    if not ON_MICROPYTHON:
+        return
+    import micropython
+    w = schema.Writer(bytearray(128))
+    rec = _pos(1, 0)
+    e = b"4294967295"
+    micropython.heap_lock()
+    try:
+        schema._header(w, b'"bus-001"', e, rec, True)
+    finally:
+        micropython.heap_unlock()
+    assert w.text() == b'{"v":2,"d":"bus-001","e":4294967295,"s":1,"t":1700000000,"bl":1'
 
 
 def test_decode_restores_every_position_field():
@@ -148,9 +182,9 @@ def test_writer_int_allocates_nothing():
 
 
 def test_offline_and_ack_documents():
-    assert json.loads(schema.offline_doc("bus-001")) == {"v": 1, "d": "bus-001", "on": False}
+    assert json.loads(schema.offline_doc("bus-001")) == {"v": 2, "d": "bus-001", "on": False}
     assert json.loads(schema.ack_doc("bus-001", "x", "get", False, error="bad")) == {
-        "v": 1, "d": "bus-001", "id": "x", "op": "get", "ok": False, "err": "bad"}
+        "v": 2, "d": "bus-001", "id": "x", "op": "get", "ok": False, "err": "bad"}
 
 
 def test_every_kind_validates_against_its_json_schema():

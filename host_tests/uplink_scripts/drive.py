@@ -8,7 +8,7 @@ import os
 import time
 
 sc = json.loads(open(sys.argv[1]).read())
-from transit import config, records as R, commands, health
+from transit import config, identity, records as R, commands, health
 from transit import uplink as U
 from dqueue import DurableQueue
 
@@ -24,7 +24,8 @@ events = []
 hooks = {"reboot": lambda: events.append("reboot"), "flush": lambda: up.flush_now(),
          "reset_load": lambda: events.append("reset_load")}
 cmds = commands.Commands(cfg, cfg.get("device_id"), hooks)
-hl = health.Health(cfg.get("device_id"), reset_cause=sc.get("reset_cause", 1))
+epoch = identity.adopt(sc["qdir"], cfg.get("device_id"), q)  # as the app does: the queue's epoch
+hl = health.Health(cfg.get("device_id"), reset_cause=sc.get("reset_cause", 1), epoch=epoch)
 import gc; gc.collect(); print("@mem_before_uplink", gc.mem_free())
 ca = open(sc["ca"], "rb").read() if sc.get("ca") else None
 START = [0]
@@ -39,7 +40,8 @@ class FlappingLink:
 
 
 link = FlappingLink() if sc.get("link_down") else None
-up = U.Uplink(cfg, q, commands=cmds, status_doc=hl.document, ca_der=ca, link=link, **sc.get("settings", {}))
+up = U.Uplink(cfg, q, commands=cmds, status_doc=hl.document, ca_der=ca, link=link, epoch=epoch,
+              **sc.get("settings", {}))
 gc.collect(); print("@mem_after_uplink", gc.mem_free())
 hl.register("uplink", up.status)
 hl.register("queue", health.queue_source(q))

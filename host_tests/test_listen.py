@@ -112,3 +112,28 @@ def test_listener_fails_loudly_when_not_allowed_to_read(broker_factory, tmp_path
     assert proc.returncode == 3, proc.stdout + proc.stderr
     assert "bus-0107 is not allowed to read phs/#" in proc.stderr
     assert "device" not in proc.stdout  # no empty table
+
+
+def test_a_replacement_board_starting_at_seq_1_is_not_dropped_as_duplicates():
+    # Finding 4: the old board sent seqs 10..12 in epoch 111; its replacement
+    # starts again at 10 in epoch 222. Keyed by seq alone, those were dropped.
+    rows = []
+    fleet = listen.Fleet(on_record=lambda v, k, r: rows.append(listen.record_row(v, k, r)))
+    old = dict(POS_LIVE, v=2, e=111)
+    new = dict(POS_LIVE, v=2, e=222, t=POS_LIVE["t"] + 600)
+    fleet.feed("phs/bus/bus-0107/pos", json.dumps(old).encode())
+    fleet.feed("phs/bus/bus-0107/pos", json.dumps(new).encode())
+    fleet.feed("phs/bus/bus-0107/pos", json.dumps(new).encode())  # a resend: dropped
+    assert [(r["e"], r["seq"]) for r in rows] == [(111, 10), (111, 11), (222, 10), (222, 11)]
+    assert fleet.vehicles["bus-0107"].stream.duplicates == 2
+    assert fleet.vehicles["bus-0107"].pos["ts"] == POS_LIVE["t"] + 600 + 15  # the new board moves the bus
+
+
+def test_fleet_table_shows_safe_mode_and_why():
+    fleet = listen.Fleet()
+    st = {"v": 2, "d": "bus-0107", "e": 7, "on": True, "t": 1795766400, "fw": "0.3", "up_s": 5, "rst": "power",
+          "heap": 40000,
+          "safe": {"why": "configuration: broker.port: expected an integer 1..65535"}}
+    fleet.feed("phs/bus/bus-0107/status", json.dumps(st).encode())
+    table = "\n".join(fleet.table())
+    assert "SAFE" in table and "safe mode bus-0107: configuration: broker.port" in table

@@ -14,7 +14,9 @@ delivers nothing), so a run that received no message at all ends with exit
 code 3 and says so, instead of an empty table and exit 0.
 
 Every message is validated against the telemetry schema (docs/schema);
-records are de-duplicated by device and sequence number, and a vehicle is
+records are de-duplicated by (device, epoch, seq) (schema v2; v1 messages
+count as epoch 0), so a replacement board starting again at seq 1 loses
+nothing; a board in safe mode shows as SAFE with its reason; a vehicle is
 moved only by live positions, never by backlog, so the table never shows a
 bus going backwards. Invalid messages are counted and shown, never fatal.
 """
@@ -34,7 +36,7 @@ import telemetry  # noqa: E402
 from transit import schema  # noqa: E402
 
 OCCUPANCY = {0: "empty", 1: "many seats", 2: "few seats", 3: "standing", 4: "crushed", 5: "full", 7: "no data"}
-CSV_FIELDS = ("device", "kind", "seq", "ts", "lat", "lon", "speed_kmh", "stop_id", "boardings", "alightings",
+CSV_FIELDS = ("device", "kind", "e", "seq", "ts", "lat", "lon", "speed_kmh", "stop_id", "boardings", "alightings",
               "load", "detail")
 
 
@@ -94,11 +96,12 @@ class Fleet:
             if kind == "pos":
                 doc = json.loads(payload)
                 recs = schema.decode_batch(schema.TYPE_OF_KIND[kind], doc)
-                if not doc.get("bl") and recs and recs[-1]["ts"] >= v.pos_ts:
+                if not doc.get("bl") and recs and recs[-1]["ts"] >= v.pos_ts:  # by time: seqs restart per epoch
                     v.pos = recs[-1]
                     v.pos_ts = recs[-1]["ts"]
-            for seq in sorted(set(v.stream.records) - before):
-                k, rec = v.stream.records[seq]
+            for key in sorted(set(v.stream.records) - before):  # (epoch, seq)
+                k, rec = v.stream.records[key]
+                rec = dict(rec, e=key[0])
                 self._apply(v, k, rec)
                 if self.on_record:
                     self.on_record(v, k, rec)
@@ -125,6 +128,7 @@ class Fleet:
         """Lines of the live fleet table."""
         rows = ["%-12s %-6s %-22s %6s %5s %-11s %6s %9s %6s %s" % (
             "device", "state", "position", "km/h", "load", "occupancy", "visits", "on/off", "queue", "link")]
+        safe = []
         with self.lock:
             for dev in sorted(self.vehicles):
                 v = self.vehicles[dev]
@@ -132,6 +136,9 @@ class Fleet:
                 q = (st.get("queue") or {}).get("depth", "")
                 link = st.get("link") or {}
                 state = "online" if v.online else ("offline" if v.online is False else "?")
+                if v.online and st.get("safe"):
+                    state = "SAFE"
+                    safe.append("safe mode %s: %s" % (dev, st["safe"].get("why", "?")))
                 if v.role == "depot":
                     pos = "gates in %d out %d" % tuple(v.counts)
                     rows.append("%-12s %-6s %-22s %6s %5s %-11s %6s %9s %6s %s" % (
@@ -145,6 +152,7 @@ class Fleet:
                 rows.append("%-12s %-6s %-22s %6s %5s %-11s %6d %4d/%-4d %6s %s" % (
                     dev, state, pos, kmh, "" if v.load is None else v.load, OCCUPANCY.get(v.occupancy, ""),
                     v.visits, v.boardings, v.alightings, q, link.get("type", "")))
+        rows += safe
         if self.invalid:
             rows.append("invalid messages: %d (last: %s)" % (self.invalid, self.last_error))
         return rows
@@ -152,14 +160,14 @@ class Fleet:
 
 def record_row(v, kind, rec):
     """One flat dict per record, for JSON lines and CSV."""
-    row = {"device": v.device_id, "kind": kind, "seq": rec["seq"], "ts": rec["ts"]}
+    row = {"device": v.device_id, "kind": kind, "e": rec.get("e", 0), "seq": rec["seq"], "ts": rec["ts"]}
     if kind == "pos":
         row.update(lat=rec["lat_e6"] / 1e6, lon=rec["lon_e6"] / 1e6, speed_kmh=round(rec["speed_cmps"] * 0.036, 1))
     elif kind == "stop":
         row.update(lat=rec["la"] / 1e6, lon=rec["lo"] / 1e6, stop_id=rec["id"], load=rec["ld"],
                    boardings=sum(d[0] for d in rec["dr"]), alightings=sum(d[1] for d in rec["dr"]))
     else:
-        row["detail"] = json.dumps({k: rec[k] for k in rec if k not in ("seq", "ts", "flags")})
+        row["detail"] = json.dumps({k: rec[k] for k in rec if k not in ("e", "seq", "ts", "flags")})
     return row
 
 

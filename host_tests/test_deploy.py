@@ -3,6 +3,7 @@ deployed firmware boots and publishes to Mosquitto with the provisioned ACL."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -225,3 +226,148 @@ def test_deployed_firmware_boots_and_publishes_through_the_provisioned_acl(tmp_p
     assert topic.startswith("phs/bus/bus-0107/")
     assert json.loads(payload)
     assert "u'bus-0107'" in broker.log()  # logged in with its own provisioned credentials
+
+
+# --------------------------------------------------------------------------
+# Issue 19: identity and the smaller deploy findings
+# --------------------------------------------------------------------------
+
+STAGE = os.path.join(paths.ROOT, "build", "deploy", "bus-0107")
+
+
+def test_staged_secrets_are_private_and_removed_after_the_deploy(deployed, fleet, tmp_path):
+    # the module's deploys used the default stage build/deploy/bus-0107
+    assert not os.path.exists(os.path.join(STAGE, "secrets.json"))
+    cfg = deploy.load_device(os.path.join(fleet, "bus-0107"))
+    stage = str(tmp_path / "stage")
+    deploy.stage_files(cfg, os.path.join(fleet, "bus-0107"), stage)
+    assert oct(os.stat(os.path.join(stage, "secrets.json")).st_mode & 0o777) == oct(0o600)
+
+
+def test_a_deploy_from_uncommitted_changes_is_recorded_as_dirty(tmp_path):
+    repo = str(tmp_path)
+    for cmd in (["init", "-q"], ["-c", "user.email=t@x", "-c", "user.name=t", "commit", "-q", "--allow-empty",
+                                "-m", "first"]):
+        subprocess.run(["git"] + cmd, cwd=repo, check=True)
+    (tmp_path / "a.py").write_text("x = 1\n")
+    subprocess.run(["git", "add", "a.py"], cwd=repo, check=True)
+    subprocess.run(["git", "-c", "user.email=t@x", "-c", "user.name=t", "commit", "-qm", "a"], cwd=repo, check=True)
+    clean = deploy.git_version(repo)
+    assert clean["dirty"] is False and len(clean["commit"]) >= 7
+    (tmp_path / "a.py").write_text("x = 2\n")
+    dirty = deploy.git_version(repo)
+    assert dirty == {"commit": clean["commit"] + "-dirty", "dirty": True}
+    manifest = deploy.write_manifest(str(tmp_path), {"device_id": "bus-0107", "role": "bus", "board": "sim"}, {},
+                                     False, {"version": [1, 29, 0]}, version=dirty)
+    doc = json.load(open(manifest))
+    assert doc["commit"].endswith("-dirty") and doc["dirty"] is True
+
+
+def test_a_remote_set_is_not_undone_silently_by_the_next_deploy(deployed, fleet):
+    dev = os.path.join(fleet, "bus-0107")
+    path = os.path.join(deployed.fs, "device.json")
+    doc = json.load(open(path))
+    doc.setdefault("uplink", {})["batch_s"] = 45  # what a remote `set uplink.batch_s 45` saves
+    with open(path, "w") as f:
+        json.dump(doc, f)
+    res = run_deploy(deployed, dev, "--mpy", "--no-reset")
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "uplink.batch_s" in res.stderr and "--overwrite-settings" in res.stderr
+    assert json.load(open(path))["uplink"]["batch_s"] == 45  # nothing was copied
+    res = run_deploy(deployed, dev, "--mpy", "--no-reset", "--overwrite-settings")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "uplink" not in json.load(open(path))
+
+
+def test_a_queue_of_another_device_is_not_taken_over_without_a_flag(tmp_path, fleet):
+    fs = tmp_path / "flash"
+    (fs / "data" / "q").mkdir(parents=True)
+    (fs / "data" / "q" / "owner.json").write_text(json.dumps({"d": "bus-0303", "e": 12345}))
+    (fs / "data" / "q" / "p00000001").write_bytes(b"x" * 300)  # unsent bus-0303 records
+    board = VBoard(fs=str(fs))
+    board.start()
+    try:
+        res = run_deploy(board, os.path.join(fleet, "bus-0107"), "--no-reset")
+        assert res.returncode == 1
+        err = res.stderr.strip()
+        assert "holds unsent records of bus-0303" in err and "--wipe-queue-of bus-0303" in err
+        assert not os.path.exists(fs / "boot.py")  # refused before copying
+        res = run_deploy(board, os.path.join(fleet, "bus-0107"), "--no-reset", "--wipe-queue-of", "bus-0303")
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert "wiped the queue of bus-0303" in res.stdout
+        assert not os.path.exists(fs / "data" / "q" / "p00000001")
+        assert not os.path.exists(fs / "data" / "q" / "owner.json")
+    finally:
+        board.stop()
+
+
+def test_a_malformed_geofence_is_refused_before_copying(tmp_path, fleet):
+    dev = tmp_path / "dev"
+    shutil.copytree(os.path.join(fleet, "bus-0107"), str(dev))
+    doc = json.load(open(dev / "device.json"))
+    doc["geofences"] = [{"id": 1, "kind": "depot", "at": [16821234], "radius_m": 80}]
+    (dev / "device.json").write_text(json.dumps(doc))
+    board = VBoard(fs=str(tmp_path / "flash"))
+    os.makedirs(board.fs)
+    board.start()
+    try:
+        res = run_deploy(board, str(dev))
+    finally:
+        board.stop()
+    assert res.returncode == 1
+    assert res.stderr.startswith("deploy: FAILED: the configuration in") and "geofences[0]" in res.stderr
+    assert os.listdir(board.fs) == []
+
+
+def test_a_configuration_for_another_chip_is_refused(tmp_path, fleet):
+    dev = tmp_path / "dev"
+    shutil.copytree(os.path.join(fleet, "bus-0107"), str(dev))
+    doc = json.load(open(dev / "device.json"))
+    doc["board"] = "esp32s3_devkitc"
+    (dev / "device.json").write_text(json.dumps(doc))
+    board = VBoard(fs=str(tmp_path / "flash"), report_machine="Generic ESP32 module with ESP32")
+    os.makedirs(board.fs)
+    board.start()
+    try:
+        res = run_deploy(board, str(dev))
+    finally:
+        board.stop()
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "boards/esp32s3_devkitc.json is for an esp32s3 but the board at" in res.stderr
+    assert "is an esp32" in res.stderr
+    assert os.listdir(board.fs) == []
+
+
+# A boot error whose last line comes a moment after the "Traceback" line
+# (as on a board printing over a slow UART while it unwinds).
+CRASH = """
+import time
+try:
+    open('/crash-at-boot').close()
+    crash = True
+except OSError:
+    crash = False
+if crash:
+    print('Traceback (most recent call last):')
+    print('  File "main.py", line 12, in <module>')
+    time.sleep(1.2)
+    print('ValueError: geofences[0]: expected {id, kind, at, radius_m}')
+"""
+
+
+def test_the_deploy_shows_the_boot_error_line_in_full(tmp_path, fleet):
+    setup = tmp_path / "setup.py"
+    setup.write_text(CRASH)
+    board = VBoard(fs=str(tmp_path / "flash"), setup=str(setup))
+    os.makedirs(board.fs)
+    board.start()
+    try:
+        res = run_deploy(board, os.path.join(fleet, "bus-0107"), "--no-reset")
+        assert res.returncode == 0, res.stdout + res.stderr
+        open(os.path.join(board.fs, "crash-at-boot"), "w").close()
+        res = run_deploy(board, os.path.join(fleet, "bus-0107"))
+    finally:
+        board.stop()
+    assert res.returncode == 1
+    assert "board| ValueError: geofences[0]" in res.stdout, res.stdout
+    assert "ValueError: geofences[0]" in res.stderr

@@ -9,8 +9,12 @@ MicroPython version and .mpy version, reset cause and boot counters, last
 error and safe-mode reason, heap, flash, the durable queue's depth, which
 umqtt.simple is imported, the deployed manifest (and whether the files still
 match it) and the configuration without secrets (Wi-Fi keys and the broker
-password show only as "set"). Then it resets the board so the application
-runs again (--stay keeps it in the REPL for a technician).
+password show only as "set"), the Wi-Fi state (status code, networks in
+range) and, with the link up, whether the broker's port answers from the
+board; from those, one line saying why the broker would see it offline.
+Then it resets the board so the application runs again (--stay keeps it in
+the REPL for a technician). Exit code 3 when something needs fixing (safe
+mode, files differ from the manifest, no broker password...).
 """
 
 import argparse
@@ -100,6 +104,42 @@ try:
     _r['umqtt'] = getattr(_u, '__file__', '(frozen)')
 except ImportError:
     _r['umqtt'] = 'missing'
+_n = {}
+try:
+    import network
+    _w = network.WLAN(network.STA_IF)
+    _a = _w.active()
+    _n = {'active': _a, 'connected': _w.isconnected(), 'status': _w.status()}
+    if _n['connected']:
+        _n['ip'] = _w.ifconfig()[0]
+    else:
+        _w.active(True)
+        try:
+            _n['in_range'] = [[_x[0].decode(), _x[3]] for _x in _w.scan()]
+        except OSError as e:
+            _n['scan_error'] = repr(e)
+        _w.active(_a)
+    for _k in ('STAT_IDLE', 'STAT_CONNECTING', 'STAT_GOT_IP', 'STAT_NO_AP_FOUND', 'STAT_WRONG_PASSWORD',
+               'STAT_BEACON_TIMEOUT', 'STAT_ASSOC_FAIL', 'STAT_HANDSHAKE_TIMEOUT'):
+        if getattr(network, _k, None) == _n['status']:
+            _n['status_name'] = _k
+except Exception as e:
+    _n['error'] = repr(e)
+_r['wifi'] = _n
+if isinstance(_d, dict) and _n.get('connected'):
+    import socket
+    _b = _d.get('broker') or {}
+    try:
+        _ai = socket.getaddrinfo(_b.get('host'), _b.get('port', 8883))[0][-1]
+        _so = socket.socket()
+        _so.settimeout(3)
+        try:
+            _so.connect(_ai)
+            _r['broker_tcp'] = 'reachable'
+        finally:
+            _so.close()
+    except OSError as e:
+        _r['broker_tcp'] = 'unreachable: ' + repr(e)
 gc.collect()
 _r['heap'] = {'free': gc.mem_free(), 'used': gc.mem_alloc()}
 _v = os.statvfs('/')
@@ -181,6 +221,72 @@ def report(st):
         out.append("secrets      Wi-Fi keys for %s; broker password %s" % (", ".join(s["wifi"]) or "no network", s["mqtt_password"]))
     else:
         out.append("secrets      %s" % ("no secrets.json" if s is None else s))
+    out.append("link         %s" % link_line(st))
+    if st.get("broker_tcp"):
+        out.append("broker tcp   %s" % st["broker_tcp"])
+    why = offline_why(st)
+    if why:
+        out.append("offline why  %s" % why)
+    out += ["problem      %s" % p for p in problems(st)]
+    return out
+
+
+WIFI_STATUS = {"STAT_NO_AP_FOUND": "the network is not in range", "STAT_WRONG_PASSWORD": "wrong Wi-Fi key",
+               "STAT_BEACON_TIMEOUT": "lost the access point", "STAT_ASSOC_FAIL": "the access point refused it",
+               "STAT_HANDSHAKE_TIMEOUT": "Wi-Fi handshake timed out (wrong key?)",
+               "STAT_CONNECTING": "still connecting", "STAT_IDLE": "not trying (stopped, or off)"}
+
+
+def link_line(st):
+    w = st.get("wifi") or {}
+    if w.get("error"):
+        return "unknown (%s)" % w["error"]
+    if w.get("connected"):
+        return "Wi-Fi connected, address %s" % w.get("ip", "?")
+    seen = ", ".join("%s (%d dBm)" % (n, r) for n, r in sorted(w.get("in_range") or [], key=lambda x: -x[1]))
+    state = WIFI_STATUS.get(w.get("status_name"), "status %s" % w.get("status"))
+    return "Wi-Fi not connected (%s); in range: %s" % (state, seen or w.get("scan_error") or "nothing")
+
+
+def offline_why(st):
+    """The first reason, in the order a technician checks them, that the broker sees this board offline."""
+    d = st.get("device") if isinstance(st.get("device"), dict) else {}
+    if st.get("safemode"):
+        return "safe mode: %s" % st["safemode"]
+    if problems(st):
+        return problems(st)[0]
+    w = st.get("wifi") or {}
+    if not w.get("connected"):
+        wanted = [n.get("ssid") for n in d.get("networks", [])]
+        seen = {n for n, _ in (w.get("in_range") or [])}
+        near = [n for n in wanted if n in seen]
+        if not wanted:
+            return "no network link: device.json lists no Wi-Fi network"
+        if not near:
+            return "no network link: none of %s is in range" % ", ".join(wanted)
+        return ("no network link: %s is in range but the board is not connected (%s; check the Wi-Fi key in "
+                "secrets.json)" % (near[0], WIFI_STATUS.get(w.get("status_name"), "status %s" % w.get("status"))))
+    if str(st.get("broker_tcp", "")).startswith("unreachable"):
+        b = d.get("broker") or {}
+        return "the broker %s:%s is not reachable from the board (%s)" % (b.get("host"), b.get("port", 8883),
+                                                                          st["broker_tcp"])
+    bs = st.get("bootstate") if isinstance(st.get("bootstate"), dict) else {}
+    if bs.get("last_error"):
+        return "link and broker reachable; the last error recorded was: %s" % bs["last_error"]
+    return None
+
+
+def problems(st):
+    """What stops the board from working, each in one sentence (the doctor then exits 3)."""
+    out = []
+    s = st.get("secrets")
+    if s is None:
+        out.append("no secrets.json: the board has no Wi-Fi keys or broker password (run make flash)")
+    elif isinstance(s, dict) and s.get("mqtt_password") != "set":
+        out.append("secrets.json has no broker password: the board cannot log in (run make provision, then "
+                   "make flash)")
+    elif not isinstance(s, dict):
+        out.append("secrets.json is %s: run make flash" % s)
     return out
 
 
@@ -206,9 +312,9 @@ def main(argv=None):
             print(line)
     if not args.stay:
         restart(args.port)
-    problems = bool(st.get("safemode")) or not isinstance(st.get("manifest"), dict) or bool(
-        (st.get("manifest") or {}).get("mismatch"))
-    return 3 if problems else 0
+    bad = bool(st.get("safemode")) or not isinstance(st.get("manifest"), dict) or bool(
+        (st.get("manifest") or {}).get("mismatch")) or bool(problems(st))
+    return 3 if bad else 0
 
 
 if __name__ == "__main__":

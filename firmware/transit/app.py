@@ -56,10 +56,12 @@ class App:
         # Default budget: the queue's own (1.5 MiB: 7 days of positions on a 2 MiB
         # filesystem); boards with the OTA layout set queue.budget_kib to ~576.
         budget = qs["budget_kib"] * 1024 if "budget_kib" in qs else DEFAULT_BUDGET
-        self.queue = DurableQueue(QUEUE_DIR + "/q", budget_bytes=budget,
-                                  commit_ms=qs.get("commit_ms", COMMIT_MS), commit_records=qs.get("commit_records", 64),
-                                  priority_types=R.PRIORITY_TYPES)
-        self.epoch = identity.adopt(QUEUE_DIR + "/q", cfg["device_id"], self.queue)
+        # A queue left by another device id is never sent under ours (transit.identity).
+        self.queue, self.epoch = identity.open_queue(
+            QUEUE_DIR + "/q", cfg["device_id"], lambda: DurableQueue(
+                QUEUE_DIR + "/q", budget_bytes=budget, commit_ms=qs.get("commit_ms", COMMIT_MS),
+                commit_records=qs.get("commit_records", 64), priority_types=R.PRIORITY_TYPES),
+            cfg.get("queue_wipe", ""))
         self.health = Health(cfg["device_id"], board.reset_cause(), epoch=self.epoch)
         self.link = Link(cfg["networks"], cfg.wifi_key, wlan=wlan, ppp_factory=ppp_factory)
         hooks = {"reboot": self.reboot, "flush": self.flush, "reset_load": self.reset_load}
@@ -79,6 +81,7 @@ class App:
     def reboot(self):
         self.uplink.close()
         self.queue.commit()
+        self.state.plan("reboot command")  # a planned reset: never counted as a crash
         self.board.reset()
 
     def flush(self):

@@ -41,6 +41,9 @@ SPEC = (
     ("safe_mode_pin", _INT, -1, -1, 39, False),
     ("watchdog_ms", _INT, 8000, 2000, 60000, False),
     ("crash_limit", _INT, 3, 1, 20, False),
+    ("safe_mode_report", _BOOL, True, None, None, False),  # safe mode tells the broker (transit.safereport)
+    ("allow_remote_unsafe", _BOOL, False, None, None, False),  # commands may switch safety checks off
+    ("queue_wipe", _STR, "", 0, 32, False),  # confirms wiping a queue left by this device id (transit.identity)
 )
 _SPEC_BY_KEY = {}
 for _s in SPEC:

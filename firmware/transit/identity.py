@@ -104,11 +104,47 @@ def wipe(folder):
     return n
 
 
+class ForeignQueue(Exception):
+    """The queue holds unsent records of another device: startup keeps them
+    and goes to safe mode with this message (it starts with "queue:")."""
+
+    def __init__(self, owner, depth, device_id):
+        super().__init__("queue: %d unsent records belong to %s (this board is now %s); "
+                           "deploy the board as %s once to send them, or set \"queue_wipe\": \"%s\" in "
+                           "device.json to delete them" % (depth, owner, device_id, owner, owner))
+        self.owner = owner
+        self.depth = depth
+
+
 def adopt(folder, device_id, queue):
-    """The epoch to send the queue in `folder` with, as device_id."""
+    """The epoch to send the open queue in `folder` with, as device_id.
+    Raises ForeignQueue when it holds records another device made."""
     owner = Owner(folder)
     if owner.problem:
         print(owner.problem)
     if owner.device == device_id:
         return owner.epoch
+    if owner.device and queue.depth():
+        raise ForeignQueue(owner.device, queue.depth(), device_id)
     return owner.claim(device_id)
+
+
+def open_queue(folder, device_id, make_queue, wipe_confirm=""):
+    """Open the queue with make_queue() and return (queue, epoch).
+
+    A queue of another device with records in it is kept and reported
+    (ForeignQueue), unless wipe_confirm names that device: then its files
+    are deleted and a new queue with a new epoch starts."""
+    q = make_queue()
+    owner = Owner(folder)
+    if owner.foreign(device_id) and wipe_confirm == owner.device and q.depth():
+        n = q.depth()
+        q.close()
+        wipe(folder)
+        print("queue: wiped %d unsent records of %s (queue_wipe in device.json)" % (n, owner.device))
+        q = make_queue()
+    try:
+        return q, adopt(folder, device_id, q)
+    except ForeignQueue:
+        q.close()
+        raise

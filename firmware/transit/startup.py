@@ -4,6 +4,9 @@ main.py calls `main()`. Anything a technician can fix (bad device.json,
 missing secrets, unknown board, button held, crash loop) ends in safe mode
 with the REPL free; an unexpected error in the application is recorded and
 the board resets, which the crash counter turns into safe mode if it repeats.
+How the previous boot ended is judged first (transit.bootstate): planned
+resets and power-ons are not crashes. After a crash loop a power cycle, or
+safe mode itself once an hour, lets the application try once more.
 """
 
 import sys
@@ -16,38 +19,86 @@ from transit.config import ConfigError, load as load_config
 def prepare(device_path="device.json", secrets_path="secrets.json", board_dirs=None, machine=None):
     """Load everything the application needs. Returns (cfg, board, state) or
     (None, board_or_None, reason) when the board must stay in safe mode."""
+    cfg, board, state, reason = _prepare(device_path, secrets_path, board_dirs, machine)
+    return (cfg, board, state) if reason is None else (None, board, reason)
+
+
+def _prepare(device_path, secrets_path, board_dirs, machine):
+    """-> (cfg or None, board or None, state, safe-mode reason or None)."""
     state = bootstate.BootState()
     if state.read_error:
         print(state.read_error)
     try:
         cfg = load_config(device_path, secrets_path)
     except ConfigError as e:
-        return None, None, "configuration: %s" % e
+        return None, None, state, "configuration: %s" % e
+    why = password_problem(cfg)
+    if why:
+        return None, None, state, why
     try:
         desc = load_board(cfg["board"], board_dirs) if board_dirs else load_board(cfg["board"])
     except BoardError as e:
-        return None, None, "board: %s" % e
+        return cfg, None, state, "board: %s" % e
     board = Board(desc, machine)
+    state.judge(board.reset_cause())
     if board.safe_mode_requested():
-        return None, board, "safe-mode button held at boot"
+        return cfg, board, state, safemode.BUTTON
     limit = cfg["crash_limit"]
+    if state.retry_after_power_on(limit):
+        print("power cycle after a crash loop: trying the application once more")
     if state.crashes >= limit:
-        return None, board, "the application failed %d times in a row; last error: %s" % (state.crashes, state.last_error or "none recorded")
-    state.starting(board.reset_cause())
+        return cfg, board, state, crash_reason(state)
+    state.starting()
     safemode.clear()
-    return cfg, board, state
+    return cfg, board, state, None
+
+
+def password_problem(cfg):
+    """A broker password is required; "" only for a plain-text lab broker
+    without passwords (the simulator, tests)."""
+    pw = cfg.secret("mqtt_password")
+    if pw is None:
+        return "configuration: secrets.json: mqtt_password missing (the broker refuses the board without it)"
+    if not pw and cfg.get("broker.tls"):
+        return "configuration: secrets.json: mqtt_password is empty (allowed only without TLS, for a lab broker)"
+    return ""
+
+
+def crash_reason(state):
+    """The crash-loop reason, naming the last real error."""
+    return "the application failed %d times in a row; last error: %s" % (
+        state.crashes, state.last_error or "not recorded (the previous firmware kept none)")
+
+
+def error_summary(text):
+    """'OSError: 28 (File "transit/app.py", line 9, in step)' from a traceback:
+    the error first, so the 200 characters kept always name it."""
+    lines = [l.strip() for l in text.strip().split("\n") if l.strip()]
+    if not lines:
+        return "unknown error"
+    out = lines[-1]
+    if len(lines) > 1 and lines[-2].startswith("File "):
+        out += " (" + lines[-2] + ")"
+    return out[:200]
 
 
 def main(run=None, **kw):
     """Boot. `run(cfg, board, state)` is the application (default: transit.app.run)."""
-    cfg, board, state = prepare(**kw)
-    if cfg is None:
-        safemode.enter(state, board)
+    cfg, board, state, reason = _prepare(kw.get("device_path", "device.json"), kw.get("secrets_path", "secrets.json"),
+                                         kw.get("board_dirs"), kw.get("machine"))
+    if reason is not None:
+        safemode.enter(reason, board, cfg=cfg, state=state, crash_loop=reason.startswith("the application failed"))
         return False
     if run is None:
         from transit.app import run
+    from transit.identity import ForeignQueue
     try:
         run(cfg, board, state)
+    except ForeignQueue as e:
+        # Another device's records: kept, reported; the technician chooses. Not a crash.
+        state.not_a_crash()
+        safemode.enter(str(e), board, cfg=cfg, state=state)
+        return False
     except KeyboardInterrupt:
         # A technician (mpremote, make doctor) interrupted it: not a crash.
         state.not_a_crash()
@@ -64,6 +115,6 @@ def main(run=None, **kw):
         except (ImportError, AttributeError):
             text = repr(e)
         print(text)
-        state.record_error(text[-200:])
+        state.record_error(error_summary(text))
         board.reset()
     return True

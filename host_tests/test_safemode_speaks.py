@@ -1,0 +1,110 @@
+"""Safe mode speaks (issue 19, finding 3): a board in safe mode whose
+configuration loaded still connects once and leaves a retained status saying
+safe mode and why, plus the safe-mode event (kind 8), so the back office can
+tell it from a bus that is switched off. Also finding 6: secrets.json
+without the broker password is safe mode with a clear reason.
+
+Real boot path under the MicroPython unix port, real Mosquitto."""
+
+import json
+import os
+import sys
+
+from harness import paths
+from test_safemode import _assert_safe_mode
+
+sys.path.insert(0, paths.TOOLS)
+import telemetry  # noqa: E402
+
+DEVICE = {"device_id": "bus-0107", "role": "bus", "board": "sim", "networks": [{"ssid": "depot-north"}]}
+SECRETS = {"wifi": {"depot-north": "k1"}, "mqtt_password": ""}
+
+BOOT = """
+import machine, network, fakeclock
+fakeclock.CLOCK.set_virtual(0, utc_s=1795766400)
+network.set_aps([{"ssid": "depot-north", "key": "k1"}])
+import transit.startup
+result = transit.startup.main(board_dirs=(%(boards)r,))
+print('main returned', result)
+"""
+
+
+def _layout(tmp_path, broker, device=None, secrets=SECRETS, state=None):
+    dev = dict(device or DEVICE, broker={"host": broker.host, "port": broker.port, "tls": False})
+    (tmp_path / "device.json").write_text(json.dumps(dev))
+    (tmp_path / "secrets.json").write_text(json.dumps(secrets))
+    if state is not None:
+        (tmp_path / "bootstate.json").write_text(json.dumps(state))
+
+
+# Safe mode plus its report (umqtt, the bounded Conn, Wi-Fi) on the 64-bit unix
+# port, fakes included: 128K (96K boots safe mode but cannot report). Objects
+# are about twice their ESP32 size; the application itself needs 512K here.
+HEAP = "128K"
+
+
+def _boot(mp, tmp_path, cause=5):
+    return mp.run(BOOT % {"boards": paths.BOARDS}, cwd=str(tmp_path), interactive=True, input="print(6 * 7)\n",
+                  heap=HEAP, env={"FAKE_RESET_CAUSE": str(cause)}, timeout=60)
+
+
+CRASHED = {"crashes": 3, "boots": 12, "last_error": "OSError: 28 (File \"transit/app.py\", line 88, in record)",
+           "reset_cause": 5}
+
+
+def test_a_board_in_safe_mode_leaves_a_retained_status_and_the_safe_mode_event(mp, tmp_path, broker,
+                                                                              subscriber_factory):
+    _layout(tmp_path, broker, state=CRASHED)
+    sub = subscriber_factory(broker, ["phs/#"])
+    res = _boot(mp, tmp_path)
+    _assert_safe_mode(res, "the application failed 3 times in a row; last error: OSError: 28")
+    got = sub.wait_for(2, timeout=10, topic_prefix="phs/bus/bus-0107/")
+    kinds = {t.rsplit("/", 1)[1]: (json.loads(p), retain) for t, p, _, retain in got}
+    assert set(kinds) == {"status", "event"}, got
+    for t, p, _, _ in got:
+        telemetry.validate(t, p)
+    status = kinds["status"][0]
+    assert status["on"] is True and status["safe"]["why"].startswith(
+        "the application failed 3 times in a row; last error: OSError: 28")
+    assert status["fw"] and status["rst"] == "soft"
+    ev = telemetry.decode("phs/bus/bus-0107/event", json.dumps(kinds["event"][0]))[2]
+    assert [r["k"] for r in ev] == [8] and ev[0]["va"] == 3  # kind 8 safe mode; va: the crash count
+    # Retained, and not replaced by the last will: a dashboard that connects later sees why.
+    late = subscriber_factory(broker, ["phs/bus/bus-0107/status"])
+    seen = late.wait_for(1, timeout=5)
+    assert seen and seen[-1][3] is True and json.loads(seen[-1][1])["safe"]["why"] == status["safe"]["why"]
+
+
+def test_every_safe_mode_event_has_its_own_sequence_number(mp, tmp_path, broker, subscriber_factory):
+    _layout(tmp_path, broker, state=CRASHED)
+    sub = subscriber_factory(broker, ["phs/bus/bus-0107/event"])
+    _boot(mp, tmp_path)
+    _boot(mp, tmp_path)
+    got = sub.wait_for(2, timeout=10)
+    st = telemetry.Stream()
+    for t, p, _, _ in got:
+        st.feed(t, p)
+    assert len(st.records) == 2 and st.duplicates == 0, got
+
+
+def test_safe_mode_stays_quiet_when_the_configuration_says_so(mp, tmp_path, broker, subscriber_factory):
+    _layout(tmp_path, broker, device=dict(DEVICE, safe_mode_report=False), state=CRASHED)
+    sub = subscriber_factory(broker, ["phs/#"])
+    res = _boot(mp, tmp_path)
+    _assert_safe_mode(res, "the application failed 3 times in a row")
+    assert sub.wait_for(1, timeout=1.5) == []
+
+
+def test_secrets_without_the_broker_password_is_safe_mode_with_a_clear_reason(mp, tmp_path, broker):
+    _layout(tmp_path, broker, secrets={"wifi": {"depot-north": "k1"}})
+    res = _boot(mp, tmp_path, cause=1)
+    _assert_safe_mode(res, "configuration: secrets.json: mqtt_password missing")
+    assert os.path.exists(tmp_path / "safemode.txt")
+
+
+def test_an_empty_broker_password_over_tls_is_safe_mode(mp, tmp_path, broker):
+    dev = dict(DEVICE, broker={"host": "mq.example", "port": 8883, "tls": True})
+    (tmp_path / "device.json").write_text(json.dumps(dev))
+    (tmp_path / "secrets.json").write_text(json.dumps(SECRETS))
+    res = _boot(mp, tmp_path, cause=1)
+    _assert_safe_mode(res, "configuration: secrets.json: mqtt_password is empty")

@@ -40,12 +40,19 @@ try:
             _qb += _e[3] if len(_e) > 3 else 0
 except OSError:
     pass
+_qd = None
+if _qn:
+    try:
+        from dqueue import DurableQueue
+        _qd = DurableQueue('""" + QUEUE + """').depth()
+    except Exception as e:
+        _qd = None
 _mf = None
 try:
     _mf = json.loads(_rd('manifest.json') or 'null')
 except ValueError:
     pass
-_x = {'queue_owner': _qo, 'queue_files': _qn, 'queue_bytes': _qb, 'device_json': _rd('device.json'),
+_x = {'queue_owner': _qo, 'queue_files': _qn, 'queue_depth': _qd, 'queue_bytes': _qb, 'device_json': _rd('device.json'),
       'deployed_device_json': (_mf.get('files') or {}).get('device.json') if isinstance(_mf, dict) else None}
 """
 
@@ -74,14 +81,16 @@ def queue_owner(info):
 def foreign_queue(info, device_id, wipe_of):
     """The old owner whose queue must be wiped first (None: nothing to do); raises Refusal."""
     owner = queue_owner(info).get("d")
-    if not owner or owner == device_id or not info.get("queue_files"):
+    depth = info.get("queue_depth")  # None when the board could not open it: judge by its files
+    if not owner or owner == device_id or not info.get("queue_files") or depth == 0:
         return None
     if wipe_of == owner:
         return owner
-    raise Refusal("this board holds unsent records of %s (%d queue files, %d KiB in %s) and would be deployed as "
+    raise Refusal("this board holds unsent records of %s (%s in %d queue files, %d KiB in %s) and would be deployed as "
                   "%s: deploy %s again to let them drain under their own id, or pass --wipe-queue-of %s to delete "
                   "them (they are lost)%s"
-                  % (owner, info["queue_files"], info.get("queue_bytes", 0) // 1024, QUEUE, device_id, owner, owner,
+                  % (owner, "?" if depth is None else depth, info["queue_files"], info.get("queue_bytes", 0) // 1024,
+                     QUEUE, device_id, owner, owner,
                      "" if not wipe_of else " (--wipe-queue-of %s names another device)" % wipe_of))
 
 

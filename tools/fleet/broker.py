@@ -253,7 +253,7 @@ def revoke(out, device, root, reload_broker=True, certs=None):
     fleet = read_json(os.path.join(broker_dir, "fleet.json"))
     if not fleet:
         raise FleetError("%s holds no provisioned fleet (no broker/fleet.json): give the --out folder "
-                         "provisioning wrote" % out)
+                         "provisioning wrote, or run provisioning once with this version first" % out)
     devices = fleet.pop("devices")
     if device not in devices:
         raise FleetError("%s is not provisioned in %s (known: %s)" % (device, out, ", ".join(sorted(devices))))

@@ -188,6 +188,9 @@ def give_to_broker_user(broker_dir, user):
             path = os.path.join(broker_dir, name)
             if os.path.exists(path):
                 os.chown(path, pw.pw_uid, pw.pw_gid)
+    elif pw.pw_uid != os.getuid():
+        print("broker: WARNING: the files stay yours, but Mosquitto started as root would run as %s and could "
+              "not read them: provision as root, or start the broker as yourself" % user)
     blocked = _unreachable(os.path.join(broker_dir, "passwd"), pw.pw_uid, pw.pw_gid)
     if blocked:
         print("broker: WARNING: the broker user %s cannot enter %s, so Mosquitto will fail with \"Unable to "

@@ -371,3 +371,70 @@ def test_the_deploy_shows_the_boot_error_line_in_full(tmp_path, fleet):
     assert res.returncode == 1
     assert "board| ValueError: geofences[0]" in res.stdout, res.stdout
     assert "ValueError: geofences[0]" in res.stderr
+
+
+def test_deployed_board_on_the_generated_broker_survives_a_stolen_password(subscriber_factory):
+    """Finding 1 end to end: the firmware on the virtual board, the broker started from the generated
+    mosquitto.conf; another board's password with this board's client id cannot knock it off."""
+    import tempfile
+    import types
+    import paho.mqtt.client as mqtt
+    from localbroker import free_port
+    folder = tempfile.mkdtemp(prefix="phs-e2e-")
+    os.chmod(folder, 0o755)  # the broker's user must reach its files
+    port = free_port()
+    inv = os.path.join(folder, "inventory.csv")
+    with open(inv, "w") as f:
+        f.write(INVENTORY + "bus-0108,bus,sim,10-2208 PL,3,Phitsanulok Central,phs-depot-central\n")
+    keys = os.path.join(folder, "wifi.json")
+    with open(keys, "w") as f:
+        json.dump(WIFI, f)
+    out = os.path.join(folder, "fleet")
+    assert provision.main(["--inventory", inv, "--out", out, "--no-tls", "--broker-host", "127.0.0.1",
+                           "--broker-port", str(port), "--wifi-keys", keys]) == 0
+    broker = subprocess.Popen(["mosquitto", "-c", os.path.join(out, "broker", "mosquitto.conf")],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    board = thief = None
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                __import__("socket").create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and broker.poll() is None, "the generated broker did not start"
+                time.sleep(0.05)
+        consumer = json.load(open(os.path.join(out, "broker", "consumer.json")))
+        sub = subscriber_factory(types.SimpleNamespace(host="127.0.0.1", port=port),
+                                 ["phs/bus/bus-0107/status", "phs/bus/bus-0107/event"],
+                                 username="consumer", password=consumer["mqtt_password"])
+        setup = os.path.join(folder, "setup.py")
+        with open(setup, "w") as f:
+            f.write(SETUP)
+        board = VBoard(fs=os.path.join(folder, "flash"), setup=setup)
+        os.makedirs(board.fs)
+        board.start()
+        res = run_deploy(board, os.path.join(out, "bus-0107"), "--mpy")
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert sub.wait_for(1, timeout=20, topic_prefix="phs/bus/bus-0107/event"), "the board never got through"
+        online = [m for m in sub.messages if m[0].endswith("/status") and json.loads(m[1]).get("on")]
+        assert online
+        before = len(sub.messages)
+        thief = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bus-0107")
+        pw = json.load(open(os.path.join(out, "bus-0108", "secrets.json")))["mqtt_password"]
+        thief.username_pw_set("bus-0108", pw)
+        thief.connect("127.0.0.1", port)
+        thief.loop_start()
+        time.sleep(3)
+        offline = [m for m in sub.messages[before:] if m[0].endswith("/status") and not json.loads(m[1]).get("on")]
+        assert offline == [], "the real bus-0107 was knocked off: its last will was published"
+    finally:
+        if thief:
+            thief.loop_stop()
+            thief.disconnect()
+        if board:
+            board.stop()
+        broker.terminate()
+        log = broker.communicate(timeout=10)[0].decode()
+        shutil.rmtree(folder, ignore_errors=True)
+    assert "already connected, closing old connection" not in log, log[-2000:]

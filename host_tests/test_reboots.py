@@ -111,3 +111,51 @@ def test_a_retry_that_crashes_again_goes_back_to_safe_mode_with_the_same_error(m
     assert "SAFE MODE" not in res.stdout and "OSError" in res.stdout, res.stdout[-3000:]
     res = _boot(mp, tmp_path, before=CRASH, run="crash", cause=SOFT)
     _assert_safe_mode(res, "the application failed 3 times in a row; last error: OSError")
+
+
+APP_BOOT = """
+import machine, network, fakeclock, select
+fakeclock.CLOCK.set_virtual(0, utc_s=1795766400)
+network.set_aps([{"ssid": "depot-north", "key": "k1"}])
+import transit.startup
+from transit import app as appmod
+
+def run(cfg, board, state):
+    a = appmod.build(cfg, board, state, wlan=board.wlan())
+    print('app up, boot', state.boots)
+    idle = select.poll()
+    for i in range(1500):
+        a.run(max_loops=1, loop_ms=20)
+        idle.poll(2)  # real time for the broker (the loop's clock is virtual)
+        if a.uplink.stats['cmd_err']:  # the refusal is on the wire
+            break
+    print('still running, replayed', a.commands.stats['replayed'])
+
+transit.startup.main(run=run, board_dirs=(%(boards)r,))
+"""
+
+
+def test_a_retained_reboot_command_reboots_once_and_is_then_refused_as_a_replay(mp, tmp_path, broker,
+                                                                             subscriber_factory):
+    import paho.mqtt.publish as publish
+    dev = {"device_id": "bus-0107", "role": "bus", "board": "sim", "networks": [{"ssid": "depot-north"}],
+           "broker": {"host": broker.host, "port": broker.port, "tls": False}, "uplink": {"ack_ms": 60000}}
+    (tmp_path / "device.json").write_text(json.dumps(dev))
+    (tmp_path / "secrets.json").write_text(json.dumps({"wifi": {"depot-north": "k1"}, "mqtt_password": ""}))
+    cmd = {"id": "ops-7", "op": "reboot", "exp": 1795766400 + 3600}
+    publish.single("phs/bus/bus-0107/cmd", json.dumps(cmd), qos=1, retain=True, hostname=broker.host,
+                   port=broker.port)
+    sub = subscriber_factory(broker, ["phs/bus/bus-0107/ack"])
+    for boot in range(3):
+        res = mp.run(APP_BOOT % {"boards": paths.BOARDS}, cwd=str(tmp_path), heap="512K", check=False,
+                     timeout=120, env={"FAKE_RESET_CAUSE": "1" if boot == 0 else "5"})
+        assert "app up, boot %d" % (boot + 1) in res.stdout, res.stdout[-3000:] + res.stderr[-3000:]
+        if boot == 0:
+            assert "ResetRequested" in res.stdout + res.stderr  # the reboot ran
+        else:
+            assert "still running, replayed 1" in res.stdout, res.stdout[-3000:]
+        assert _state(tmp_path)["crashes"] == 0
+    acks = [json.loads(p) for _, p, _, _ in sub.wait_for(3, timeout=10)]
+    assert [(a["id"], a.get("r"), a.get("err")) for a in acks] == [
+        ("ops-7", "rebooting", None), ("ops-7", None, "replayed"), ("ops-7", None, "replayed")]
+    assert _state(tmp_path)["boots"] == 3

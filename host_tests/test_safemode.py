@@ -139,8 +139,8 @@ def test_healthy_run_clears_the_crash_counter(mp, tmp_path):
     res = _boot(mp, tmp_path, before=before, extra=", run=ok")
     assert "app ran on sim" in res.stdout
     state = json.loads((tmp_path / "bootstate.json").read_text())
-    assert state == {"crashes": 0, "boots": 10, "last_error": "", "reset_cause": 1, "running": True,
-                     "planned": "", "ended": "", "se": 0, "ss": 0}
+    assert state == {"crashes": 0, "boots": 10, "last_error": "", "reset_cause": 1, "running": False,
+                     "planned": "", "ended": "stopped", "se": 0, "ss": 0}
 
 
 def test_tuning_groups_are_known_at_boot_before_the_stages_load(mp, tmp_path):

@@ -138,12 +138,18 @@ def test_commands_are_answered_on_the_ack_topic_and_never_disturb_the_loop(mp, b
     run = Run(mp, tmp_path, device(broker), cfg_path=cfg_path, rate_ms=20, total=100, until_drained=False,
               duration_ms=15000, settings={"batch_s": 0})
     assert run.wait_for(lambda s: s == "@up 1")
-    cmds = [b'{"id":1,"op":"ping"}', b'{"id":2,"op":"get","key":"bus.route"}',
-            b'{"id":3,"op":"set","key":"bus.route","val":"R7"}', b'{"id":4,"op":"set","key":"status_period_s","val":1}',
-            b"\x00garbage", b'{"id":6,"op":"launch"}', b'{"id":7,"op":"flush"}', b'{"id":8,"op":"reset_load"}',
-            b'{"id":9,"op":"reboot"}']
-    for c in cmds:
-        publish.single("phs/bus/bus-001/cmd", c, qos=1, hostname=broker.host, port=broker.port)
+    exp = int(time.time()) + 120
+
+    def c(cid, op, **kw):
+        doc = {"id": cid, "op": op, "exp": exp}
+        doc.update(kw)
+        return json.dumps(doc).encode()
+
+    cmds = [c("1", "ping"), c("2", "get", key="bus.route"), c("3", "set", key="bus.route", val="R7"),
+            c("4", "set", key="status_period_s", val=1), b"\x00garbage", c("6", "launch"), c("7", "flush"),
+            c("8", "reset_load"), c("9", "reboot"), c("9", "reboot"), c("10", "ping", exp=exp - 600)]
+    for m in cmds:
+        publish.single("phs/bus/bus-001/cmd", m, qos=1, hostname=broker.host, port=broker.port)
     acks = sub.wait_for(len(cmds), timeout=10)
     assert run.acked_at_least(100)
     run.stop()
@@ -152,19 +158,23 @@ def test_commands_are_answered_on_the_ack_topic_and_never_disturb_the_loop(mp, b
     import telemetry
     for a in acks:
         telemetry.validate(a[0], a[1])
-    by_id = {d["id"]: d for d in docs}
-    assert by_id[1]["r"] == "pong"
-    assert by_id[2]["r"] == ""
-    assert by_id[3]["r"] == "R7"
-    assert by_id[4]["err"] == "status_period_s: expected an integer 30..3600, got 1"
-    assert by_id[None]["err"] == "not JSON"
-    assert by_id[6]["err"] == 'unknown op "launch"'
-    assert (by_id[7]["r"], by_id[8]["r"], by_id[9]["r"]) == ("done", "done", "rebooting")
+    by_id = {}
+    for d in docs:
+        by_id.setdefault(d["id"], []).append(d)
+    assert by_id["1"][0]["r"] == "pong"
+    assert by_id["2"][0]["r"] == ""
+    assert by_id["3"][0]["r"] == "R7"
+    assert by_id["4"][0]["err"] == "status_period_s: expected an integer 30..3600, got 1"
+    assert by_id[None][0]["err"] == "not JSON"
+    assert by_id["6"][0]["err"] == 'unknown op "launch"'
+    assert (by_id["7"][0]["r"], by_id["8"][0]["r"], by_id["9"][0]["r"]) == ("done", "done", "rebooting")
+    assert by_id["9"][1]["err"] == "replayed"  # the same reboot again: answered, not run
+    assert by_id["10"][0]["err"] == "expired"
     assert res["events"] == ["reset_load", "reboot"]
     with open(cfg_path) as f:
         assert json.load(f)["bus"]["route"] == "R7"
     st = res["stats"]
-    assert (st["cmd_ok"], st["cmd_err"]) == (6, 3)
+    assert (st["cmd_ok"], st["cmd_err"]) == (6, 5)
     assert st["lost"] == 0 and res["depth"] == 0 and res["appended"] == 100
     assert res["worst_step_us"] < 20000
 

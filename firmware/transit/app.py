@@ -65,7 +65,8 @@ class App:
         self.health = Health(cfg["device_id"], board.reset_cause(), epoch=self.epoch)
         self.link = Link(cfg["networks"], cfg.wifi_key, wlan=wlan, ppp_factory=ppp_factory)
         hooks = {"reboot": self.reboot, "flush": self.flush, "reset_load": self.reset_load}
-        self.commands = Commands(cfg, cfg["device_id"], hooks)
+        from transit.limits import Limits
+        self.commands = Commands(cfg, cfg["device_id"], hooks, limits=Limits(queue_folder=QUEUE_DIR + "/q"))
         self.uplink = Uplink(cfg, self.queue, commands=self.commands, status_doc=self.health.document,
                              link=self.link, watch=self.watch_spec(cfg), epoch=self.epoch)
         hooks["on_set"] = self.uplink.apply_setting
@@ -73,7 +74,8 @@ class App:
         self.health.register("link", self.link.status)
         self.health.register("uplink", self.uplink.status)
         self.health.register("loop", self.loop_status, sparse=True)
-        self.health.register("boot", lambda: {"boots": state.boots, "last_error": state.last_error}, sparse=True)
+        self.health.register("boot", lambda: {"boots": state.boots, "last_error": state.last_error,
+                                              "ended": state.ended}, sparse=True)
         self.wdt = None
         self.boot_cause = board.reset_cause()
 

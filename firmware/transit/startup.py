@@ -32,9 +32,6 @@ def _prepare(device_path, secrets_path, board_dirs, machine):
         cfg = load_config(device_path, secrets_path)
     except ConfigError as e:
         return None, None, state, "configuration: %s" % e
-    why = password_problem(cfg)
-    if why:
-        return None, None, state, why
     try:
         desc = load_board(cfg["board"], board_dirs) if board_dirs else load_board(cfg["board"])
     except BoardError as e:
@@ -43,6 +40,9 @@ def _prepare(device_path, secrets_path, board_dirs, machine):
     state.judge(board.reset_cause())
     if board.safe_mode_requested():
         return cfg, board, state, safemode.BUTTON
+    why = password_problem(cfg)
+    if why:
+        return None, board, state, why  # no report: the broker would refuse it anyway
     limit = cfg["crash_limit"]
     if state.retry_after_power_on(limit):
         print("power cycle after a crash loop: trying the application once more")
@@ -117,4 +117,5 @@ def main(run=None, **kw):
         print(text)
         state.record_error(error_summary(text))
         board.reset()
+    state.not_a_crash()  # the application returned (simulator, tests): it ended on purpose
     return True

@@ -133,3 +133,22 @@ def test_doctor_says_why_a_board_is_offline(tmp_path):
     assert lines["link"].startswith("Wi-Fi not connected"), res.stdout
     assert "in range: phs-depot-central (-71 dBm)" in lines["link"]
     assert lines["offline why"].startswith("no network link"), res.stdout
+
+
+def test_doctor_shows_what_the_broker_last_heard_from_the_board(board, broker_factory, tmp_path):
+    b = broker_factory(users={"consumer": "c-pw", "bus-0107": "b-pw"},
+                       acl="user consumer\ntopic read phs/#\n\nuser bus-0107\ntopic write phs/bus/bus-0107/status\n")
+    status = {"v": 2, "d": "bus-0107", "e": 9, "on": True, "t": 1795766400, "fw": "0.3", "up_s": 50,
+              "rst": "power", "heap": 40000, "link": {"type": "wifi", "up": True, "ssid": "phs-depot-central",
+                                                      "rssi": -67},
+              "uplink": {"connects": 3, "reconnects": 2, "fail_auth": 4, "last_error": "connack 5"}}
+    import paho.mqtt.publish as publish
+    publish.single("phs/bus/bus-0107/status", json.dumps(status), qos=1, retain=True, hostname=b.host,
+                   port=b.port, auth={"username": "bus-0107", "password": "b-pw"})
+    creds = tmp_path / "consumer.json"
+    creds.write_text(json.dumps({"username": "consumer", "mqtt_password": "c-pw", "host": b.host, "port": b.port,
+                                 "tls": False}))
+    res = doctor(board, "--creds", str(creds))
+    lines = dict((ln[:12].strip(), ln[13:]) for ln in res.stdout.splitlines() if len(ln) > 13)
+    assert lines["broker view"] == ("online (status of 2026-11-27T08:00:00Z): wifi up, phs-depot-central, "
+                                    "-67 dBm; uplink connects 3, fail_auth 4, last error: connack 5"), res.stdout

@@ -3,6 +3,7 @@
 
     .venv/bin/python tools/doctor.py --port /dev/ttyUSB0
     .venv/bin/python tools/doctor.py --port socket://127.0.0.1:4567 --json
+    .venv/bin/python tools/doctor.py --port /dev/ttyUSB0 --creds build/fleet/broker/consumer.json
 
 Stops the application (Ctrl-C, as mpremote does), reads in one round trip:
 MicroPython version and .mpy version, reset cause and boot counters, last
@@ -14,7 +15,10 @@ range) and, with the link up, whether the broker's port answers from the
 board; from those, one line saying why the broker would see it offline.
 Then it resets the board so the application runs again (--stay keeps it in
 the REPL for a technician). Exit code 3 when something needs fixing (safe
-mode, files differ from the manifest, no broker password...).
+mode, files differ from the manifest, no broker password...). With --creds
+it also shows the status the broker keeps for the board (its link, uplink
+failure counters and last error as the board last reported them, safe mode,
+or the last will that says the broker lost it).
 """
 
 import argparse
@@ -22,6 +26,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -290,11 +295,82 @@ def problems(st):
     return out
 
 
+def broker_status(creds, device, wait_s=3.0):
+    """The retained status the broker keeps for this board (None: nothing retained), or {"error": ...}."""
+    import threading
+    import paho.mqtt.client as mqtt
+    try:
+        with open(creds) as f:
+            c = json.load(f)
+        user, pw = c["username"], c["mqtt_password"]
+    except (OSError, ValueError, KeyError) as e:
+        return {"error": "cannot use %s (%s)" % (creds, e)}
+    topic = "%s/%s/%s/status" % (device.get("topic_root", "phs"), device.get("role"), device.get("device_id"))
+    got, done = {}, threading.Event()
+    cl = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    cl.username_pw_set(user, pw)
+    if c.get("tls") and c.get("ca"):
+        cl.tls_set(ca_certs=c["ca"], certfile=c.get("cert"), keyfile=c.get("key"))
+
+    def on_connect(cli, u, f, rc, p=None):
+        if rc.is_failure:
+            got["error"] = "the broker refused the login as %s (%s)" % (user, rc)
+            done.set()
+        else:
+            cli.subscribe(topic, 1)
+
+    def on_message(cli, u, m):
+        try:
+            got["doc"] = json.loads(m.payload)
+        except ValueError:
+            got["error"] = "the retained status is not JSON"
+        done.set()
+
+    cl.on_connect, cl.on_message = on_connect, on_message
+    try:
+        cl.connect(c.get("host", "127.0.0.1"), int(c.get("port", 8883)), keepalive=10)
+    except (OSError, ValueError) as e:
+        return {"error": "cannot reach the broker: %s" % e}
+    cl.loop_start()
+    done.wait(wait_s)  # a retained message comes right after the subscription, or never
+    cl.loop_stop()
+    cl.disconnect()
+    if "error" in got:
+        return {"error": got["error"]}
+    return got.get("doc")
+
+
+def broker_line(view):
+    """One line: what the back office sees of this board."""
+    if view is None:
+        return "nothing retained: the board has never published its status to this broker"
+    if "error" in view:
+        return "unknown (%s)" % view["error"]
+    if not view.get("on"):
+        return "offline: the broker published its last will (the connection was lost without a goodbye)"
+    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(view["t"])) if isinstance(view.get("t"), int) else "?"
+    parts = []
+    link = view.get("link") or {}
+    if link:
+        bits = ["%s %s" % (link.get("type", "link"), "up" if link.get("up") else "down"), link.get("ssid"),
+                "%s dBm" % link["rssi"] if link.get("rssi") else None]
+        parts.append(", ".join(b for b in bits if b))
+    up = view.get("uplink") or {}
+    if up:
+        counters = ["%s %s" % (k, up[k]) for k in sorted(up) if (k == "connects" or k.startswith("fail_")) and up[k]]
+        parts.append("uplink " + ", ".join(counters) + (", last error: %s" % up["last_error"]
+                                                        if up.get("last_error") else ""))
+    head = "SAFE MODE (%s)" % view["safe"].get("why", "?") if view.get("safe") else "online"
+    return "%s (status of %s)%s" % (head, when, (": " + "; ".join(parts)) if parts else "")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description="Show a board's status over mpremote (no secrets).")
     ap.add_argument("--port", required=True, help="serial port or socket://127.0.0.1:PORT")
     ap.add_argument("--json", action="store_true", help="print the raw status as JSON")
     ap.add_argument("--stay", action="store_true", help="leave the board in the REPL instead of restarting it")
+    ap.add_argument("--creds", help="a credential file from provisioning (build/fleet/broker/consumer.json): also "
+                    "show the status the broker keeps for this board")
     args = ap.parse_args(argv)
     try:
         check_port(args.port)
@@ -305,11 +381,15 @@ def main(argv=None):
     except subprocess.TimeoutExpired:
         print("doctor: FAILED: the board at %s does not answer: press RESET and try again" % args.port, file=sys.stderr)
         return 1
+    if args.creds and isinstance(st.get("device"), dict):
+        st["broker_view"] = broker_status(args.creds, st["device"])
     if args.json:
         print(json.dumps(st, indent=1, sort_keys=True))
     else:
         for line in report(st):
             print(line)
+        if args.creds:
+            print("broker view  %s" % broker_line(st.get("broker_view")))
     if not args.stay:
         restart(args.port)
     bad = bool(st.get("safemode")) or not isinstance(st.get("manifest"), dict) or bool(

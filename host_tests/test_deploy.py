@@ -279,11 +279,24 @@ def test_a_remote_set_is_not_undone_silently_by_the_next_deploy(deployed, fleet)
     assert "uplink" not in json.load(open(path))
 
 
+def _old_queue(folder):
+    """Two unsent records of bus-0303, written by the firmware's own queue."""
+    from dqueue import DurableQueue
+    os.makedirs(folder)
+    q = DurableQueue(folder, commit_records=1)
+    q.append(1, b"old position 1", ts=1795766400)
+    q.append(1, b"old position 2", ts=1795766415)
+    q.commit()
+    q.close()
+    with open(os.path.join(folder, "owner.json"), "w") as f:
+        json.dump({"d": "bus-0303", "e": 12345}, f)
+    return sorted(n for n in os.listdir(folder) if n[0] in "pn" and n[1:].isdigit())
+
+
 def test_a_queue_of_another_device_is_not_taken_over_without_a_flag(tmp_path, fleet):
     fs = tmp_path / "flash"
-    (fs / "data" / "q").mkdir(parents=True)
-    (fs / "data" / "q" / "owner.json").write_text(json.dumps({"d": "bus-0303", "e": 12345}))
-    (fs / "data" / "q" / "p00000001").write_bytes(b"x" * 300)  # unsent bus-0303 records
+    segments = _old_queue(str(fs / "data" / "q"))
+    assert segments
     board = VBoard(fs=str(fs))
     board.start()
     try:
@@ -292,10 +305,19 @@ def test_a_queue_of_another_device_is_not_taken_over_without_a_flag(tmp_path, fl
         err = res.stderr.strip()
         assert "holds unsent records of bus-0303" in err and "--wipe-queue-of bus-0303" in err
         assert not os.path.exists(fs / "boot.py")  # refused before copying
+        # the firmware's own confirmation in device.json lets it through; the board wipes at boot
+        dev = tmp_path / "dev"
+        shutil.copytree(os.path.join(fleet, "bus-0107"), str(dev))
+        doc = json.load(open(dev / "device.json"))
+        doc["queue_wipe"] = "bus-0303"
+        (dev / "device.json").write_text(json.dumps(doc))
+        res = run_deploy(board, str(dev), "--no-reset")
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert os.path.exists(fs / "data" / "q" / segments[0])
         res = run_deploy(board, os.path.join(fleet, "bus-0107"), "--no-reset", "--wipe-queue-of", "bus-0303")
         assert res.returncode == 0, res.stdout + res.stderr
         assert "wiped the queue of bus-0303" in res.stdout
-        assert not os.path.exists(fs / "data" / "q" / "p00000001")
+        assert not os.path.exists(fs / "data" / "q" / segments[0])
         assert not os.path.exists(fs / "data" / "q" / "owner.json")
     finally:
         board.stop()

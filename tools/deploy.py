@@ -560,7 +560,7 @@ def deploy(port, device, mpy=False, verify_only=False, reset=True, stage=None, f
             verify(port, files)
             say("done: %s matches this checkout" % cfg["device_id"])
             return {"copied": 0}
-        wipe = _refusal(boardcheck.foreign_queue, info, cfg["device_id"], wipe_queue_of)
+        wipe = _refusal(boardcheck.foreign_queue, info, cfg["device_id"], wipe_queue_of, cfg.get("queue_wipe", ""))
         drift = _refusal(boardcheck.settings_drift, info, device_dir, _config())
         if drift and not overwrite_settings:
             _refusal(boardcheck.refuse_drift, drift)

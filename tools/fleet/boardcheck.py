@@ -78,19 +78,24 @@ def queue_owner(info):
         return {}
 
 
-def foreign_queue(info, device_id, wipe_of):
-    """The old owner whose queue must be wiped first (None: nothing to do); raises Refusal."""
+def foreign_queue(info, device_id, wipe_of, config_wipe=""):
+    """The old owner whose queue the deploy must wipe first (None: nothing to do); raises Refusal.
+
+    `"queue_wipe": "<old id>"` in device.json is the firmware's own confirmation
+    (transit.identity): the deploy lets it through and the board wipes at boot."""
     owner = queue_owner(info).get("d")
     depth = info.get("queue_depth")  # None when the board could not open it: judge by its files
     if not owner or owner == device_id or not info.get("queue_files") or depth == 0:
         return None
     if wipe_of == owner:
         return owner
+    if config_wipe == owner:
+        return None
     raise Refusal("this board holds unsent records of %s (%s in %d queue files, %d KiB in %s) and would be deployed as "
-                  "%s: deploy %s again to let them drain under their own id, or pass --wipe-queue-of %s to delete "
-                  "them (they are lost)%s"
+                  "%s: deploy %s again to let them drain under their own id, or pass --wipe-queue-of %s (or set "
+                  "\"queue_wipe\": \"%s\" in device.json) to delete them (they are lost)%s"
                   % (owner, "?" if depth is None else depth, info["queue_files"], info.get("queue_bytes", 0) // 1024,
-                     QUEUE, device_id, owner, owner,
+                     QUEUE, device_id, owner, owner, owner,
                      "" if not wipe_of else " (--wipe-queue-of %s names another device)" % wipe_of))
 
 

@@ -462,3 +462,21 @@ def test_client_certificates_identify_devices_and_a_revoked_one_is_refused(open_
             if c:
                 c.close()
         broker.stop()
+
+
+def test_an_old_ops_account_is_retired(tmp_path, capsys):
+    rc, out = run(tmp_path, "--no-tls")
+    (out / "broker" / "ops.json").write_text(json.dumps({"username": "ops", "mqtt_password": "old"}))
+    rc, out = run(tmp_path, "--no-tls")
+    assert rc == 0 and not (out / "broker" / "ops.json").exists()
+    assert "retired the old ops account" in capsys.readouterr().out
+    assert "ops:" not in (out / "broker" / "passwd").read_text()
+
+
+def test_revoke_without_a_running_broker_says_so_and_exits_3(tmp_path, capsys):
+    rc, out = run(tmp_path, "--no-tls")
+    capsys.readouterr()
+    assert provision.main(["--out", str(out), "--revoke", "bus-0102"]) == 3
+    printed = capsys.readouterr().out
+    assert "revoked bus-0102" in printed and "no running broker found" in printed and "kill -HUP" in printed
+    assert "user bus-0102" not in (out / "broker" / "acl").read_text()

@@ -220,7 +220,7 @@ class GeneratedBroker:
 class Board:
     """A paho client standing in for a board: its last will is the retained "offline" status."""
 
-    def __init__(self, port, user, password, client_id=None, will=True):
+    def __init__(self, port, user, password, client_id=None, will=True, ca=None):
         import paho.mqtt.client as mqtt
         self.connected = threading.Event()
         self.dropped = threading.Event()
@@ -228,6 +228,8 @@ class Board:
         self.got = []
         self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or user, protocol=mqtt.MQTTv311)
         self.c.username_pw_set(user, password)
+        if ca:
+            self.c.tls_set(ca_certs=ca)
         if will:
             self.c.will_set("phs/bus/%s/status" % user, b'{"on":false}', qos=1, retain=True)
         self.c.on_connect = self._on_connect
@@ -383,8 +385,18 @@ def _owner(path):
 
 
 @pytest.mark.skipif(os.getuid() != 0, reason="starting the broker as root needs root")
-def test_generated_broker_config_starts_as_root_and_as_its_user(open_tmp):
-    rc, out, port = provision_plain(open_tmp, "--broker-user", "mosquitto")
+@pytest.mark.parametrize("tls", [False, True])
+def test_generated_broker_config_starts_as_root_and_as_its_user(open_tmp, tls):
+    if tls:
+        port = free_port()
+        keys = os.path.join(open_tmp, "wifi.json")
+        with open(keys, "w") as f:
+            json.dump(WIFI, f)
+        out = os.path.join(open_tmp, "fleet")
+        rc = provision.main(["--out", out, "--broker-host", "127.0.0.1", "--broker-port", str(port),
+                             "--wifi-keys", keys, "--broker-user", "mosquitto"])
+    else:
+        rc, out, port = provision_plain(open_tmp, "--broker-user", "mosquitto")
     assert rc == 0
     conf = open(os.path.join(out, "broker", "mosquitto.conf")).read()
     assert "user mosquitto" in conf and "pid_file " in conf
@@ -393,7 +405,8 @@ def test_generated_broker_config_starts_as_root_and_as_its_user(open_tmp):
     for as_user in (None, "mosquitto"):  # as root (drops to mosquitto), then started as that user
         broker = GeneratedBroker(out, port, as_user=as_user)
         try:
-            bus = Board(port, "bus-0102", _password(out, "bus-0102"), will=False)
+            bus = Board(port, "bus-0102", _password(out, "bus-0102"), will=False,
+                        ca=os.path.join(out, "broker", "ca.crt") if tls else None)
             assert bus.connected.wait(5), "as %s: %s" % (as_user or "root", broker.stop())
             bus.close()
         finally:

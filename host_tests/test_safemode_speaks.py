@@ -41,11 +41,12 @@ def _layout(tmp_path, broker, device=None, secrets=SECRETS, state=None):
 # port, fakes included: 128K (96K boots safe mode but cannot report). Objects
 # are about twice their ESP32 size; the application itself needs 512K here.
 HEAP = "128K"
+HEAP_TLS = "160K"  # plus mbedTLS, which the unix port allocates on the Python heap
 
 
-def _boot(mp, tmp_path, cause=5):
+def _boot(mp, tmp_path, cause=5, heap=HEAP):
     return mp.run(BOOT % {"boards": paths.BOARDS}, cwd=str(tmp_path), interactive=True, input="print(6 * 7)\n",
-                  heap=HEAP, env={"FAKE_RESET_CAUSE": str(cause)}, timeout=60)
+                  heap=heap, env={"FAKE_RESET_CAUSE": str(cause)}, timeout=60)
 
 
 CRASHED = {"crashes": 3, "boots": 12, "last_error": "OSError: 28 (File \"transit/app.py\", line 88, in record)",
@@ -108,3 +109,32 @@ def test_an_empty_broker_password_over_tls_is_safe_mode(mp, tmp_path, broker):
     (tmp_path / "secrets.json").write_text(json.dumps(SECRETS))
     res = _boot(mp, tmp_path, cause=1)
     _assert_safe_mode(res, "configuration: secrets.json: mqtt_password is empty")
+
+
+def test_safe_mode_reports_over_tls_with_the_device_account(mp, tmp_path, broker_factory, subscriber_factory,
+                                                           tls_material):
+    # As provisioned: TLS with the CA checked, the device's own user and password, an ACL.
+    acl = "user ops\ntopic read #\npattern write phs/+/%u/#\npattern read phs/+/%u/cmd\n"
+    b = broker_factory(tls=tls_material, users={"bus-0107": "s3cret", "ops": "opspw"}, acl=acl)
+    dev = dict(DEVICE, broker={"host": "localhost", "port": b.port, "tls": True, "ca": "ca.der"})
+    (tmp_path / "device.json").write_text(json.dumps(dev))
+    (tmp_path / "secrets.json").write_text(json.dumps({"wifi": {"depot-north": "k1"}, "mqtt_password": "s3cret"}))
+    (tmp_path / "bootstate.json").write_text(json.dumps(CRASHED))
+    with open(tls_material.ca_der, "rb") as src:
+        (tmp_path / "ca.der").write_bytes(src.read())
+    sub = subscriber_factory(b, ["phs/#"], username="ops", password="opspw", ca_cert=tls_material.ca_cert)
+    res = _boot(mp, tmp_path, heap=HEAP_TLS)
+    _assert_safe_mode(res, "the application failed 3 times in a row")
+    assert "safe mode: told the broker" in res.stdout, res.stdout[-2000:]
+    got = sub.wait_for(2, timeout=10, topic_prefix="phs/bus/bus-0107/")
+    assert sorted(t.rsplit("/", 1)[1] for t, _, _, _ in got) == ["event", "status"]
+
+
+def test_a_malformed_geofence_is_safe_mode_with_its_reason_not_a_crash_loop(mp, tmp_path, broker):
+    # Finding 6: it used to pass the boot checks and crash the application on every boot.
+    bad = [{"id": 1, "kind": "depot", "at": [16821234], "radius_m": 150}]
+    _layout(tmp_path, broker, device=dict(DEVICE, geofences=bad, safe_mode_report=False))
+    res = _boot(mp, tmp_path, cause=1)
+    _assert_safe_mode(res, "configuration: geofences[0]: expected {id, kind (depot|terminus|stop), "
+                           "at: [lat_e6, lon_e6], radius_m}")
+    assert "Traceback" not in res.stdout

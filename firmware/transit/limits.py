@@ -32,10 +32,11 @@ class Limits:
         st = self._statvfs(self.fs_root)
         total = st[1] * st[2]  # f_frsize * f_blocks
         free = st[1] * st[3]
-        others = total - free - self._queue_bytes()
+        others = total - free - self._queue_bytes(st[1])
         return (total - others) // 1024 - self.margin_kib
 
-    def _queue_bytes(self):
+    def _queue_bytes(self, block):
+        """Flash the queue's files take, in whole blocks (LittleFS allocates blocks)."""
         n = 0
         try:
             names = os.listdir(self.queue_folder)
@@ -43,9 +44,10 @@ class Limits:
             return 0  # no queue yet
         for name in names:
             try:
-                n += os.stat(self.queue_folder + "/" + name)[6]
+                size = os.stat(self.queue_folder + "/" + name)[6]
             except OSError:
-                pass  # removed meanwhile (the queue deletes acknowledged segments)
+                continue  # removed meanwhile (the queue deletes acknowledged segments)
+            n += (size + block - 1) // block * block
         return n
 
     def refuse(self, key, val, cfg):

@@ -58,7 +58,7 @@ def _topic(cfg, kind):
     return "%s/%s/%s/%s" % (cfg.get("topic_root"), cfg["role"], cfg["device_id"], kind)
 
 
-def status_doc(cfg, reason, state, board, epoch):
+def status_doc(cfg, reason, state, epoch):
     """The retained status in safe mode (status.json, v2)."""
     from transit import VERSION as FW
     free = getattr(gc, "mem_free", None)
@@ -139,7 +139,7 @@ def send(cfg, board, reason, state):
     from transit.mqttio import Conn, mqtt_connect
     dev = cfg["device_id"]
     owner = identity.Owner(QUEUE_FOLDER)
-    status = json.dumps(status_doc(cfg, reason, state, board, owner.epoch if owner.device == dev else 0)).encode()
+    status = json.dumps(status_doc(cfg, reason, state, owner.epoch if owner.device == dev else 0)).encode()
     event = event_batch(cfg, reason, state) if state is not None else None
     host = cfg.get("broker.host")
     conn = Conn(1024, 256)

@@ -32,6 +32,9 @@ def _prepare(device_path, secrets_path, board_dirs, machine):
         cfg = load_config(device_path, secrets_path)
     except ConfigError as e:
         return None, None, state, "configuration: %s" % e
+    why = zones_problem(cfg)
+    if why:
+        return None, None, state, why
     try:
         desc = load_board(cfg["board"], board_dirs) if board_dirs else load_board(cfg["board"])
     except BoardError as e:
@@ -51,6 +54,19 @@ def _prepare(device_path, secrets_path, board_dirs, machine):
     state.starting()
     safemode.clear()
     return cfg, board, state, None
+
+
+def zones_problem(cfg):
+    """Geofences are checked here, not first in the application, where a bad
+    one crashed every boot."""
+    if not cfg.get("geofences"):
+        return ""
+    from transit.geofence import parse_zones
+    try:
+        parse_zones(cfg.get("geofences"))
+    except ValueError as e:
+        return "configuration: %s" % e
+    return ""
 
 
 def password_problem(cfg):

@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 MPYLIB_STAMP := build/mpylib/.fetched
 PYTEST_ARGS ?=
 
-.PHONY: setup test sim bench clean mosquitto flash doctor provision vboard release
+.PHONY: setup test sim bench clean mosquitto flash doctor provision revoke vboard release
 
 setup: $(STAMP) $(MPYLIB_STAMP) mosquitto
 
@@ -51,6 +51,11 @@ doctor: setup
 
 provision: setup
 	$(VPY) tools/provision.py $(PROVISION_ARGS)
+
+# A stolen or lost board: remove its credentials and ACL lines and reload the broker (docs/technician.md).
+revoke: setup
+	@test -n "$(DEVICE)" || { echo "revoke: give DEVICE=<device id>, e.g. make revoke DEVICE=bus-0301"; exit 2; }
+	$(VPY) tools/provision.py --revoke $(DEVICE) $(PROVISION_ARGS)
 
 vboard: setup
 	$(VPY) tools/vboard.py --fs build/vboard $(VBOARD_ARGS)

@@ -493,3 +493,43 @@ def test_revoke_without_a_running_broker_says_so_and_exits_3(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "revoked bus-0102" in printed and "no running broker found" in printed and "kill -HUP" in printed
     assert "user bus-0102" not in (out / "broker" / "acl").read_text()
+
+
+def test_time_servers_and_the_release_key_reach_every_device(tmp_path, capsys):
+    key = "ab" * 32
+    rc, out = run(tmp_path, "--sntp", "10.0.0.1", "--sntp", "time.example:123", "--ota-key", key)
+    assert rc == 0
+    if paths.FIRMWARE not in sys.path:
+        sys.path.insert(0, paths.FIRMWARE)
+    from transit import config
+    seen = 0
+    for dev in sorted(os.listdir(out)):
+        path = os.path.join(out, dev, "device.json")
+        if not os.path.exists(path):
+            continue
+        seen += 1
+        with open(path) as f:
+            doc = json.load(f)
+        assert doc["time"] == {"sntp": ["10.0.0.1", "time.example:123"]} and doc["ota_key"] == key
+        cfg = config.load(path, os.path.join(out, dev, "secrets.json"))  # the firmware accepts both
+        assert cfg.get("ota_key") == key and cfg.get("time.sntp") == ["10.0.0.1", "time.example:123"]
+    assert seen >= 2
+
+
+def test_without_time_servers_or_release_key_provisioning_says_what_that_means(tmp_path, capsys):
+    rc, out = run(tmp_path, "--ota-key", "none")
+    said = capsys.readouterr().out
+    assert rc == 0
+    assert "no --sntp server: depot boards (no GPS) cannot set their clock" in said
+    assert "boards will refuse over-the-air updates" in said
+    for name in os.listdir(out):
+        path = os.path.join(out, name, "device.json")
+        if os.path.exists(path):
+            with open(path) as f:
+                doc = json.load(f)
+            assert "ota_key" not in doc and "time" not in doc
+
+
+def test_a_malformed_release_key_is_refused(tmp_path):
+    with pytest.raises(SystemExit, match="--ota-key: 64 hex digits"):
+        run(tmp_path, "--ota-key", "abc")

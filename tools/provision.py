@@ -93,6 +93,10 @@ def device_document(row, args):
            "broker": {"host": args.broker_host, "port": args.broker_port, "tls": not args.no_tls}}
     if not args.no_tls:
         doc["broker"]["ca"] = "ca.der"
+    if getattr(args, "sntp", None):
+        doc["time"] = {"sntp": args.sntp}  # the clock before TLS (docs/technician.md, "no time")
+    if getattr(args, "ota_key", None):
+        doc["ota_key"] = args.ota_key  # the public key releases are signed with (docs/ota.md)
     if row["role"] == "bus":
         doc["bus"] = {"plate": row.get("plate", ""), "route": row.get("route", "")}
         if args.geofences:
@@ -234,6 +238,23 @@ def provision(args):
     return devices
 
 
+def _ota_key(value):
+    """The boards' release key: hex, 'none', or 'auto' (tools/release.py's default key, if made)."""
+    if value == "none":
+        return ""
+    if value == "auto":
+        import release
+        if not os.path.exists(release.DEFAULT_KEY):
+            return ""
+        return release.public_hex(release.DEFAULT_KEY)
+    try:
+        if len(bytes.fromhex(value)) == 32:
+            return value.lower()
+    except ValueError:
+        pass
+    raise SystemExit("provision: FAILED: --ota-key: 64 hex digits (tools/release.py --init-key prints them)")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description="Fleet inventory -> device configurations, broker credentials, ACL, TLS.")
     ap.add_argument("--inventory", default=os.path.join(HERE, "fleet", "inventory.example.csv"),
@@ -257,7 +278,13 @@ def main(argv=None):
     ap.add_argument("--reinstate", action="append", default=[], metavar="DEVICE_ID",
                     help="provision a revoked device again, with new credentials (a replacement board)")
     ap.add_argument("--no-reload", action="store_true", help="with --revoke: do not signal the local broker")
+    ap.add_argument("--sntp", action="append", default=[], metavar="HOST[:PORT]",
+                    help="time server for the boards' clock before TLS (repeatable; a depot has no GPS: give one)")
+    ap.add_argument("--ota-key", default="auto",
+                    help="hex public key of the release key (docs/ota.md); 'auto' (default) takes it from "
+                    "tools/release.py's default key when there is one, 'none' leaves updates off")
     args = ap.parse_args(argv)
+    args.ota_key = _ota_key(args.ota_key)
     if args.revoke:
         try:
             out = os.path.abspath(args.out)
@@ -281,6 +308,11 @@ def main(argv=None):
         except (OSError, ValueError, KeyError, TypeError) as e:
             print("provision: FAILED: cannot read geofences from %s: %s" % (args.geofences, e), file=sys.stderr)
             return 1
+    if not args.no_tls and not args.sntp:
+        print("provision: note: no --sntp server: depot boards (no GPS) cannot set their clock, and TLS "
+              "refuses certificates until they do (docs/technician.md)")
+    if not args.ota_key:
+        print("provision: note: no release key (--ota-key): boards will refuse over-the-air updates (docs/ota.md)")
     try:
         provision(args)
     except ProvisionError as e:

@@ -20,9 +20,9 @@ id at a time: a second one is refused (it would delete the first's queue).
 
 A socket wait moves the bus's virtual clock as real time passes on a board
 (tools/simnet/select.py), so a blocking connect costs the bus what it costs
-a board: with the firmware's defaults (connect_ms 10000, watchdog_ms 8000)
-a hung broker makes the watchdog reset the board; the simulator then stops
-and says so (a board would reboot).
+a board. One connect attempt blocks at most connect_ms (10000 by default),
+which the configuration keeps 2 s under watchdog_ms (15000); if a step ever
+outlasts the watchdog, the simulator stops and says so (a board would reboot).
 """
 
 import argparse

@@ -24,13 +24,14 @@ import time
 from umqtt.simple import MQTTClient, MQTTException
 
 from transit import settings as _settings
+from transit.config import CONNECT_MS_DEFAULT
 from transit import schema
 from transit.drain import Drain, _HEADROOM
 from transit.mqttio import Conn, ConnectError, mqtt_connect, umqtt_info
 
 # Tuning group "uplink" (device.json "uplink": {...}); defaults below.
 RANGES = _settings.GROUPS["uplink"]
-DEFAULTS = {"batch_s": 60, "ack_ms": 10000, "connect_ms": 10000, "backoff_min_ms": 1000,
+DEFAULTS = {"batch_s": 60, "ack_ms": 10000, "connect_ms": CONNECT_MS_DEFAULT, "backoff_min_ms": 1000,
             "backoff_max_ms": 300000, "msg_records": 40, "verify": 1}
 
 _MSG_BYTES = 4096  # largest message body; batches that do not fit are split
@@ -191,9 +192,12 @@ class Uplink:
             return
         st["attempts"] += 1
         c = self.conn
+        t0 = self._ticks()
         try:
+            # One deadline for the whole attempt (DNS, TCP, TLS, CONNACK, SUBACKs):
+            # it blocks the loop, so it must end well before the watchdog does.
             c.open(self.host, self.port, self.s["connect_ms"], self.tls, self.host)
-            c.allow_wait(self.s["connect_ms"])
+            c.allow_wait(max(0, self.s["connect_ms"] - time.ticks_diff(self._ticks(), t0)))
             mqtt_connect(self.client, c)
             if self.s["verify"]:
                 self.client.subscribe(self._topics["status"], qos=0)

@@ -211,6 +211,23 @@ print("enospc=%d dropped=%d free_blocks=%d io_errors=%d budget=%d" % (
     assert f["budget"] < 1572864
 
 
+def test_on_the_ota_layout_a_full_queue_leaves_room_for_a_staged_release(mp):
+    # The OTA partition table leaves a 960 KiB filesystem; a board that takes
+    # over-the-air releases keeps 160 KiB of it from its queue (transit.app).
+    code = LFS_LAYOUT % {"blocks": 240} + """
+q = DurableQueue("/flash/q", keep_free_bytes=160 * 1024)
+for i in range(40000):
+    q.append(1, bytes(21), ts=i)
+    q.poll()
+q.commit()
+print("enospc=%d dropped=%d free_kib=%d" % (q.stats["enospc"], q.stats["dropped_positions"],
+      free_blocks() * 4))
+"""
+    f = _figures(mp.run(code, heap="2M", timeout=120).stdout)
+    assert f["enospc"] == 0 and f["dropped"] > 0  # full: the oldest positions went
+    assert f["free_kib"] >= 160  # a staged release (~92 KB) and the agent's 32 KiB margin fit
+
+
 def test_enospc_does_not_fragment_the_queue_into_one_block_files(mp):
     # a small filesystem that another file fills after the queue opened: six hours
     # offline, a stop visit every 90 s and a position every 15 s, ENOSPC decides

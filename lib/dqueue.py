@@ -51,9 +51,12 @@ _U32 = const(0xFFFFFFFF)
 class DurableQueue:
     def __init__(self, path, budget_bytes=DEFAULT_BUDGET, segment_bytes=None,
                  commit_ms=30000, commit_records=None, priority_types=(2, 3, 4),
-                 ticks_ms=None, pending_bytes_max=4096):
+                 ticks_ms=None, pending_bytes_max=4096, keep_free_bytes=0):
         self.path = path
         self.budget_bytes = budget_bytes  # lowered at boot to what the filesystem has free
+        # Room the queue never takes, beyond LittleFS' own: e.g. a staged
+        # over-the-air release (transit.app, docs/ota.md).
+        self.keep_free_bytes = keep_free_bytes
         fs = statfs((path.rsplit("/", 1)[0] or "/") if "/" in path else ".")
         bsize = fs[0] if fs else BLOCK
         self.segment_bytes = segment_bytes or capacity(SEG_BLOCKS, bsize)

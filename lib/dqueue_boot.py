@@ -69,7 +69,7 @@ def recover(q):
         q.stats["recovered"] += lane.flash_count()
     q.last_seq = top
     if q._fs_free >= 0 and q._bsize:  # what the flash can really hold, measured now
-        have = q.flash_bytes() + q._fs_free - RESERVE_BLOCKS * q._bsize
+        have = q.flash_bytes() + q._fs_free - max(RESERVE_BLOCKS * q._bsize, q.keep_free_bytes)
         q.budget_bytes = max(0, min(q.budget_bytes, have))
 
 

@@ -30,6 +30,9 @@ BIG_COMMIT_BYTES = 4096  # a commit larger than one flash block waits for closed
 # visits, counts and events are flushed at once).
 COMMIT_MS = 90000
 ERROR_BURST = 20  # this many step errors within a minute: give up and reset
+# A board that takes over-the-air releases keeps this much flash from its
+# queue: a staged release (about 92 KB of .mpy) plus the agent's margin.
+OTA_ROOM_BYTES = 160 * 1024
 STANDING_CMPS = 100  # below this a bus stands: speed 0, course of the last movement
 
 
@@ -61,7 +64,8 @@ class App:
         self.queue, self.epoch = identity.open_queue(
             QUEUE_DIR + "/q", cfg["device_id"], lambda: DurableQueue(
                 QUEUE_DIR + "/q", budget_bytes=budget, commit_ms=qs.get("commit_ms", COMMIT_MS),
-                commit_records=qs.get("commit_records"), priority_types=R.PRIORITY_TYPES),
+                commit_records=qs.get("commit_records"), priority_types=R.PRIORITY_TYPES,
+                keep_free_bytes=OTA_ROOM_BYTES if cfg.get("ota_key") else 0),
             cfg.get("queue_wipe", ""))
         self.health = Health(cfg["device_id"], board.reset_cause(), epoch=self.epoch)
         self.link = Link(cfg["networks"], cfg.wifi_key, wlan=wlan, ppp_factory=ppp_factory)

@@ -57,6 +57,13 @@ class Env:
     def version(self): return %(ver)r
     def public_key(self): return bytes.fromhex(%(key)r)
     def may_switch(self, at): return True
+    def tls_context(self):
+        import ssl
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        with open(%(ca)r, 'rb') as f:
+            ctx.load_verify_locations(cadata=f.read())
+        return ctx
     def reboot(self, why=''):
         print('REBOOT')
         raise SystemExit
@@ -81,9 +88,10 @@ print('FROM', transit.__file__)
 """
 
 
-def _agent(mp, fs, keys, url="", start=True, steps=5000, chip="sim", key="good_pub", stop_ready=False, check=True):
+def _agent(mp, fs, keys, url="", start=True, steps=5000, chip="sim", key="good_pub", stop_ready=False, check=True,
+           ca=""):
     code = AGENT % {"chip": chip, "ver": _base_version(), "key": keys[key], "start": start, "url": url,
-                    "steps": steps, "stop_ready": stop_ready}
+                    "steps": steps, "stop_ready": stop_ready, "ca": ca}
     return mp.run(code, cwd=str(fs), heap=HEAP, check=check)
 
 
@@ -556,8 +564,29 @@ def test_the_agent_waits_while_a_door_is_busy(mp, tmp_path, keys, server):
     _, url = _release(server, keys, version="9.15.0")
     code = AGENT.replace("a.step(True)", "a.step(False)") % {
         "chip": "sim", "ver": _base_version(), "key": keys["good_pub"], "start": True, "url": url,
-        "steps": 500, "stop_ready": False}
+        "steps": 500, "stop_ready": False, "ca": ""}
     res = mp.run(code, cwd=str(tmp_path), heap=HEAP)
     job = json.loads(res.stdout.split("JOB ", 1)[1].splitlines()[0])
     assert job["st"] == "manifest" and not job.get("done")  # nothing fetched, nothing written
     assert os.listdir(tmp_path / "ota" / "stage") == []
+
+
+def test_a_release_comes_over_https_checked_against_the_boards_ca(mp, tmp_path, keys, server, tls_material):
+    folder, _ = server
+    srv = ota_tool.serve(str(folder), cert=tls_material.server_cert, key=tls_material.server_key)
+    try:
+        path, _ = _release(server, keys, version="9.16.0")
+        url = "https://localhost:%d/%s/" % (srv.server_port, os.path.basename(path))
+        good, mitm = tmp_path / "good", tmp_path / "mitm"
+        good.mkdir()
+        mitm.mkdir()
+        res = _agent(mp, good, keys, url, ca=tls_material.ca_der)
+        assert "REBOOT" in res.stdout, res.stdout
+        # A server the board's CA did not sign (a man in the middle): refused, nothing switched.
+        res = _agent(mp, mitm, keys, url, ca=tls_material.wrong_ca_der)
+        answer = [l for l in res.stdout.splitlines() if l.startswith("ANSWER")]
+        assert answer and answer[0].startswith("ANSWER False") and "REBOOT" not in res.stdout, res.stdout
+        print(answer[0])
+        assert not os.path.exists(mitm / "ota" / "state.json")
+    finally:
+        srv.shutdown()

@@ -62,11 +62,17 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
         return f
 
 
-def serve(folder, host="127.0.0.1", port=0):
-    """Start a release server in a thread; returns the server (server_port, shutdown())."""
+def serve(folder, host="127.0.0.1", port=0, cert=None, key=None):
+    """Start a release server in a thread; returns the server (server_port,
+    shutdown()). With cert and key (PEM) it speaks HTTPS."""
     handler = functools.partial(RangeHandler, directory=folder)
     srv = http.server.ThreadingHTTPServer((host, port), handler)
     srv.daemon_threads = True
+    if cert:
+        import ssl
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     return srv
 
@@ -197,6 +203,8 @@ def parse(argv=None):
     s.add_argument("--dir", default=os.path.join(ROOT, "build", "release"))
     s.add_argument("--host", default="0.0.0.0")
     s.add_argument("--port", type=int, default=8070)
+    s.add_argument("--cert", help="server certificate (PEM) for HTTPS, signed by the CA the boards hold")
+    s.add_argument("--key", help="its private key (PEM)")
     t = sub.add_parser("send", help="send a release to boards in waves")
     t.add_argument("--release", required=True, help="release folder made by tools/release.py")
     t.add_argument("--url", required=True, help="where boards fetch releases, e.g. http://10.0.0.5:8070/")
@@ -216,8 +224,9 @@ def parse(argv=None):
 def main(argv=None):
     a = parse(argv)
     if a.cmd == "serve":
-        srv = serve(a.dir, a.host, a.port)
-        print("ota: serving %s on http://%s:%d/ (Ctrl-C stops)" % (a.dir, a.host, srv.server_port))
+        srv = serve(a.dir, a.host, a.port, a.cert, a.key)
+        print("ota: serving %s on %s://%s:%d/ (Ctrl-C stops)" % (a.dir, "https" if a.cert else "http", a.host,
+                                                                srv.server_port))
         try:
             while True:
                 time.sleep(3600)

@@ -147,6 +147,11 @@ class App:
         key = self.cfg.get("ota_key")
         return bytes.fromhex(key) if key else None
 
+    def tls_context(self):
+        """For https:// releases: the broker's CA checks the release server too."""
+        from transit.uplink import load_ca, tls_context
+        return tls_context(load_ca(self.cfg.get("broker.ca")))
+
     def may_switch(self, at):
         """Switch now, or ("idle") only when the vehicle is parked."""
         return at == "now" or self.parked()

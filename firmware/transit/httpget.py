@@ -5,8 +5,9 @@ the file on flash ends after a link drop or a power cut. Opening (DNS, TCP,
 the response header) waits up to a deadline and runs only when the app may
 block; after that every read is non-blocking and returns at once, so the
 main loop keeps its step time and pin callbacks keep running. Reads go into
-the caller's preallocated buffer. Plain HTTP is enough for integrity: every
-byte is checked against the signed manifest's SHA-256 (docs/ota.md).
+the caller's preallocated buffer. https:// verifies the server against the
+board's CA; plain http:// is enough for integrity, since every byte is
+checked against the signed manifest's SHA-256 (docs/ota.md).
 """
 
 import errno
@@ -25,14 +26,17 @@ class HttpError(Exception):
 
 
 def split_url(url):
-    """'http://host:port/path' -> (host, port, path)."""
-    if not url.startswith("http://"):
-        raise HttpError("only http:// URLs: %s" % url[:40])
-    rest = url[7:]
+    """'http[s]://host:port/path' -> (host, port, path, tls?)."""
+    if url.startswith("http://"):
+        rest, tls, port = url[7:], False, 80
+    elif url.startswith("https://"):
+        rest, tls, port = url[8:], True, 443
+    else:
+        raise HttpError("only http:// and https:// URLs: %s" % url[:40])
     i = rest.find("/")
     hostport, path = (rest, "/") if i < 0 else (rest[:i], rest[i:])
-    host, _, port = hostport.partition(":")
-    return host, int(port) if port else 80, path
+    host, _, p = hostport.partition(":")
+    return host, int(p) if p else port, path, tls
 
 
 class RangeGet:
@@ -44,11 +48,16 @@ class RangeGet:
         self.total = -1   # the whole file's size, from Content-Range
         self.head = bytearray(_HEAD_MAX)
 
-    def open(self, url, offset, timeout_ms):
-        """Connect and read the response header, up to timeout_ms. Raises
-        HttpError (status, header) or OSError (network)."""
+    def open(self, url, offset, timeout_ms, tls=None):
+        """Connect (TLS with `tls`, an SSLContext that verifies the server, for
+        https://) and read the response header: one deadline of timeout_ms for
+        all of it. Raises HttpError (status, header, https without a context)
+        or OSError (network, TLS)."""
         self.close()
-        host, port, path = split_url(url)
+        host, port, path, secure = split_url(url)
+        if secure and tls is None:
+            raise HttpError("https: no CA to check the server with")
+        t0 = self._ticks()
         addr = socket.getaddrinfo(host, port)[0][-1]
         s = socket.socket()
         self.sock = s
@@ -59,9 +68,24 @@ class RangeGet:
             if e.args[0] not in _EINPROGRESS:
                 raise
         p = select.poll()
+        p.register(s, select.POLLOUT)
+        while not p.poll(_SLICE_MS):
+            if time.ticks_diff(self._ticks(), t0) >= timeout_ms:
+                raise OSError(errno.ETIMEDOUT, "http connect")
+        if secure:
+            left = timeout_ms - time.ticks_diff(self._ticks(), t0)
+            if left <= 0:
+                raise OSError(errno.ETIMEDOUT, "before the TLS handshake")
+            s.settimeout(left / 1000)  # the handshake blocks: bounded by what is left
+            try:
+                s = tls.wrap_socket(s, server_hostname=host)
+            except ValueError as e:  # mbedTLS: the certificate does not check out; a timeout is an OSError
+                raise HttpError("tls: %s" % (str(e).strip() or repr(e)))
+            s.setblocking(False)
+            self.sock = s
+        p = select.poll()
         p.register(s, select.POLLIN)
         self._poll = p
-        t0 = self._ticks()
         req = "GET %s HTTP/1.1\r\nHost: %s\r\nRange: bytes=%d-\r\nConnection: close\r\n\r\n" % (path, host, offset)
         self._send(req.encode(), t0, timeout_ms)
         n = 0

@@ -115,7 +115,9 @@ def file_sha256(path, buf):
 
 class Agent:
     """One update at a time. `env` gives what the agent needs from the app:
-    chip, version, public_key (32 bytes or None), may_switch() and reboot()."""
+    chip(), version(), public_key() (32 bytes or None), tls_context() (for
+    https://: verifies the server with the board's CA), may_switch(at) and
+    reboot(why)."""
 
     def __init__(self, env, ticks_ms=None):
         self.env = env
@@ -137,8 +139,8 @@ class Agent:
     def start(self, cmd):
         """The `ota` command: accept and work in later steps, or raise OtaError."""
         url = cmd.get("url")
-        if not isinstance(url, str) or not url.startswith("http://") or len(url) > 200:
-            raise OtaError("url: an http:// release folder is required")
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")) or len(url) > 200:
+            raise OtaError("url: an http:// or https:// release folder is required")
         if not url.endswith("/"):
             url += "/"
         if self.job is not None and self.job.get("st") not in ("failed", None):
@@ -209,7 +211,7 @@ class Agent:
             if size < 0 and have:  # size unknown (manifest, signature): start afresh
                 os.remove(path)
                 have = 0
-            g.open(url, have, OPEN_MS)
+            g.open(url, have, OPEN_MS, self.env.tls_context() if url.startswith("https") else None)
             self.f = open(path, "ab")
         buf = memoryview(self._buf())
         moved = 0
@@ -340,7 +342,8 @@ class Agent:
         if g.sock is None:
             if not may_block:
                 return
-            g.open(job["url"] + "image.bin", done + self.fill, OPEN_MS)
+            url = job["url"] + "image.bin"
+            g.open(url, done + self.fill, OPEN_MS, self.env.tls_context() if url.startswith("https") else None)
         mv = memoryview(buf)
         want = min(BLOCK, img["n"] - done)
         while self.fill < want:

@@ -255,6 +255,14 @@ def test_a_release_that_hangs_is_rolled_back_after_the_watchdog_reset(mp, tmp_pa
     ver, _, out = _boot(mp, tmp_path, cause=3)
     assert ver == _base_version(), out
     assert _state(tmp_path)["rejected"] == {"ver": "9.8.0", "build": "t980", "why": "watchdog reset on trial"}
+    # The old version's status tells the back office what it rejected and why.
+    run = ("(lambda cfg, board, state: print('OTA', __import__('json').dumps("
+           "__import__('transit.app').app.build(cfg, board, state).health.document().get('ota'))))")
+    res = _main(mp, tmp_path, run=run, cause=2)
+    line = [l for l in res.stdout.splitlines() if l.startswith("OTA ")]
+    assert line, res.stdout + res.stderr
+    assert json.loads(line[0][4:]) == {"run": _base_version(), "rejected": {
+        "ver": "9.8.0", "build": "t980", "why": "watchdog reset on trial"}}
 
 
 def test_a_release_that_never_reaches_the_broker_rolls_back_after_max_boots(mp, tmp_path, keys, server):

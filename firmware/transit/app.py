@@ -93,8 +93,8 @@ class App:
         self.ota = None
         self._ota_cmd_id = None
         self.trial = _trial_settings()
-        if _exists("ota/job.json") or self.trial is not None:
-            self._ota_agent()
+        if _exists("ota/job.json") or _exists("ota/state.json"):
+            self._ota_agent()  # a job to resume, a trial, or a rejection to report
         self.health.register("ota", self._ota_status, sparse=True)
 
     # --- hooks for commands ------------------------------------------

@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 MPYLIB_STAMP := build/mpylib/.fetched
 PYTEST_ARGS ?=
 
-.PHONY: setup test sim bench clean mosquitto chromium flash doctor provision vboard
+.PHONY: setup test sim bench clean mosquitto chromium flash doctor provision revoke vboard release
 
 setup: $(STAMP) $(MPYLIB_STAMP) mosquitto chromium
 
@@ -56,5 +56,15 @@ doctor: setup
 provision: setup
 	$(VPY) tools/provision.py $(PROVISION_ARGS)
 
+# A stolen or lost board: remove its credentials and ACL lines and reload the broker (docs/technician.md).
+revoke: setup
+	@test -n "$(DEVICE)" || { echo "revoke: give DEVICE=<device id>, e.g. make revoke DEVICE=bus-0301"; exit 2; }
+	$(VPY) tools/provision.py --revoke $(DEVICE) $(PROVISION_ARGS)
+
 vboard: setup
 	$(VPY) tools/vboard.py --fs build/vboard $(VBOARD_ARGS)
+
+# Over-the-air releases (docs/ota.md): RELEASE_ARGS="--image fw.bin", "--init-key", "--version 0.2.0" ...
+RELEASE_ARGS ?=
+release: setup
+	$(VPY) tools/release.py $(RELEASE_ARGS)

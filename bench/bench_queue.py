@@ -4,11 +4,15 @@ over a RAM block device with 4096-byte blocks (host_tests/fakes/blockdev.py).
 Prints: append rate (records/s), flash bytes programmed per record against
 the record's size (write amplification) at the default commit policy and at
 a bus's real cadence, the cost of an acknowledgement, and the recovery time
-of a queue of 100,000 records. Targets (issue 5): WA <= 3x at the default
+of a queue of 100,000 records, and (issue 16) the write amplification at
+the firmware's defaults, a position a second for 6 hours, link down and up
+(host_tests/mpscripts/dq_wa.py): flash bytes programmed and erased per
+payload byte, goal <= 2x / <= 3x link down, <= 0.1x link up, with the most
+erases any one block took. Targets (issue 5): WA <= 3x at the default
 policy, >= 2,000 appends/s, recovery of 100,000 records <= 2 s on this host.
 Never asserts on wall time: it prints figures and their ratio to the target.
 
-    .venv/bin/python bench/bench_queue.py [records]
+    .venv/bin/python bench/bench_queue.py [records] [--wa-only]
 """
 
 import os
@@ -164,9 +168,31 @@ def figures(text):
     return out
 
 
+WA_SCRIPT = os.path.join(ROOT, "host_tests", "mpscripts", "dq_wa.py")
+
+
+def write_amplification(mp, seconds=6 * 3600):
+    print("write amplification at the firmware's defaults (COMMIT_MS, 4 KiB buffer), 1 position/s for %d h,"
+          " 2 MiB LittleFS" % (seconds // 3600))
+    for link, stop_s, goal in ((0, 0, (2.0, 3.0)), (1, 0, (0.1, 0.1)), (0, 90, None), (1, 90, None)):
+        out = mp.run(script=WA_SCRIPT, heap="4M", args=[str(seconds), str(link), str(stop_s)], timeout=600).stdout
+        f = figures(out)
+        prog, era = f["wa_prog_x1000"] / 1000, f["wa_erase_x1000"] / 1000
+        what = "link %s%s" % ("up  " if link else "down", ", a stop visit every %d s" % stop_s if stop_s else "")
+        verdict = ""
+        if goal:
+            verdict = "  goal <= %.1fx / <= %.1fx: %s" % (goal[0], goal[1], "met" if prog <= goal[0] and era <= goal[1]
+                                                             else "MISSED")
+        print("  %-38s programmed %5.2fx  erased %5.2fx  per-block erase max %d  (%d segment files)%s" % (
+            what, prog, era, f["erase_max"], f["files"], verdict))
+
+
 def main():
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 100000
+    n = int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1].isdigit() else 100000
     mp = MicroPython()
+    write_amplification(mp)
+    if "--wa-only" in sys.argv:
+        return
     # 37-40 bytes a record: twice that in blocks leaves room for LittleFS' own
     blocks = max(256, n * 44 * 2 // 4096)
     res = mp.run(CODE % {"n": n, "blocks": blocks, "budget": blocks * 4096 // 2}, heap="%dM" % (blocks * 4 // 1024 + 8),

@@ -8,3 +8,13 @@ try:
 except ValueError:
     pass
 sys.path.insert(1 if sys.path and sys.path[0] == "" else 0, "/lib")
+
+# An over-the-air release (docs/ota.md) goes ahead of everything: otaboot
+# decides trial and rollback and puts the active release folder first.
+try:
+    import machine
+    import otaboot
+
+    otaboot.select(machine.reset_cause())
+except ImportError as e:
+    print("ota: loader missing (%s), booting the base version" % e)

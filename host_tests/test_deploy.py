@@ -3,6 +3,7 @@ deployed firmware boots and publishes to Mosquitto with the provisioned ACL."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -199,10 +200,10 @@ def test_deployed_firmware_boots_and_publishes_through_the_provisioned_acl(tmp_p
     port = free_port()
     out = make_fleet(str(tmp_path), broker_port=port)
     users = {"bus-0107": json.load(open(os.path.join(out, "bus-0107", "secrets.json")))["mqtt_password"]}
-    ops = json.load(open(os.path.join(out, "broker", "ops.json")))
-    users["ops"] = ops["mqtt_password"]
+    ops = json.load(open(os.path.join(out, "broker", "consumer.json")))
+    users["consumer"] = ops["mqtt_password"]
     broker = broker_factory(users=users, acl=open(os.path.join(out, "broker", "acl")).read(), port=port)
-    sub = subscriber_factory(broker, ["phs/#"], username="ops", password=ops["mqtt_password"])
+    sub = subscriber_factory(broker, ["phs/#"], username="consumer", password=ops["mqtt_password"])
     setup = tmp_path / "setup.py"
     setup.write_text(SETUP)
     board = VBoard(fs=str(tmp_path / "flash"), setup=str(setup))
@@ -225,3 +226,237 @@ def test_deployed_firmware_boots_and_publishes_through_the_provisioned_acl(tmp_p
     assert topic.startswith("phs/bus/bus-0107/")
     assert json.loads(payload)
     assert "u'bus-0107'" in broker.log()  # logged in with its own provisioned credentials
+
+
+# --------------------------------------------------------------------------
+# Issue 19: identity and the smaller deploy findings
+# --------------------------------------------------------------------------
+
+STAGE = os.path.join(paths.ROOT, "build", "deploy", "bus-0107")
+
+
+def test_staged_secrets_are_private_and_removed_after_the_deploy(deployed, fleet, tmp_path):
+    # the module's deploys used the default stage build/deploy/bus-0107
+    assert not os.path.exists(os.path.join(STAGE, "secrets.json"))
+    cfg = deploy.load_device(os.path.join(fleet, "bus-0107"))
+    stage = str(tmp_path / "stage")
+    deploy.stage_files(cfg, os.path.join(fleet, "bus-0107"), stage)
+    assert oct(os.stat(os.path.join(stage, "secrets.json")).st_mode & 0o777) == oct(0o600)
+
+
+def test_a_deploy_from_uncommitted_changes_is_recorded_as_dirty(tmp_path):
+    repo = str(tmp_path)
+    for cmd in (["init", "-q"], ["-c", "user.email=t@x", "-c", "user.name=t", "commit", "-q", "--allow-empty",
+                                "-m", "first"]):
+        subprocess.run(["git"] + cmd, cwd=repo, check=True)
+    (tmp_path / "a.py").write_text("x = 1\n")
+    subprocess.run(["git", "add", "a.py"], cwd=repo, check=True)
+    subprocess.run(["git", "-c", "user.email=t@x", "-c", "user.name=t", "commit", "-qm", "a"], cwd=repo, check=True)
+    clean = deploy.git_version(repo)
+    assert clean["dirty"] is False and len(clean["commit"]) >= 7
+    (tmp_path / "a.py").write_text("x = 2\n")
+    dirty = deploy.git_version(repo)
+    assert dirty == {"commit": clean["commit"] + "-dirty", "dirty": True}
+    manifest = deploy.write_manifest(str(tmp_path), {"device_id": "bus-0107", "role": "bus", "board": "sim"}, {},
+                                     False, {"version": [1, 29, 0]}, version=dirty)
+    doc = json.load(open(manifest))
+    assert doc["commit"].endswith("-dirty") and doc["dirty"] is True
+
+
+def test_a_remote_set_is_not_undone_silently_by_the_next_deploy(deployed, fleet):
+    dev = os.path.join(fleet, "bus-0107")
+    path = os.path.join(deployed.fs, "device.json")
+    doc = json.load(open(path))
+    doc.setdefault("uplink", {})["batch_s"] = 45  # what a remote `set uplink.batch_s 45` saves
+    with open(path, "w") as f:
+        json.dump(doc, f)
+    res = run_deploy(deployed, dev, "--mpy", "--no-reset")
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "uplink.batch_s" in res.stderr and "--overwrite-settings" in res.stderr
+    assert json.load(open(path))["uplink"]["batch_s"] == 45  # nothing was copied
+    res = run_deploy(deployed, dev, "--mpy", "--no-reset", "--overwrite-settings")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "uplink" not in json.load(open(path))
+
+
+def _old_queue(folder):
+    """Two unsent records of bus-0303, written by the firmware's own queue."""
+    from dqueue import DurableQueue
+    os.makedirs(folder)
+    q = DurableQueue(folder, commit_records=1)
+    q.append(1, b"old position 1", ts=1795766400)
+    q.append(1, b"old position 2", ts=1795766415)
+    q.commit()
+    q.close()
+    with open(os.path.join(folder, "owner.json"), "w") as f:
+        json.dump({"d": "bus-0303", "e": 12345}, f)
+    return sorted(n for n in os.listdir(folder) if n[0] in "pn" and n[1:].isdigit())
+
+
+def test_a_queue_of_another_device_is_not_taken_over_without_a_flag(tmp_path, fleet):
+    fs = tmp_path / "flash"
+    segments = _old_queue(str(fs / "data" / "q"))
+    assert segments
+    board = VBoard(fs=str(fs))
+    board.start()
+    try:
+        res = run_deploy(board, os.path.join(fleet, "bus-0107"), "--no-reset")
+        assert res.returncode == 1
+        err = res.stderr.strip()
+        assert "holds unsent records of bus-0303" in err and "--wipe-queue-of bus-0303" in err
+        assert not os.path.exists(fs / "boot.py")  # refused before copying
+        # the firmware's own confirmation in device.json lets it through; the board wipes at boot
+        dev = tmp_path / "dev"
+        shutil.copytree(os.path.join(fleet, "bus-0107"), str(dev))
+        doc = json.load(open(dev / "device.json"))
+        doc["queue_wipe"] = "bus-0303"
+        (dev / "device.json").write_text(json.dumps(doc))
+        res = run_deploy(board, str(dev), "--no-reset")
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert os.path.exists(fs / "data" / "q" / segments[0])
+        res = run_deploy(board, os.path.join(fleet, "bus-0107"), "--no-reset", "--wipe-queue-of", "bus-0303")
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert "wiped the queue of bus-0303" in res.stdout
+        assert not os.path.exists(fs / "data" / "q" / segments[0])
+        assert not os.path.exists(fs / "data" / "q" / "owner.json")
+    finally:
+        board.stop()
+
+
+def test_a_malformed_geofence_is_refused_before_copying(tmp_path, fleet):
+    dev = tmp_path / "dev"
+    shutil.copytree(os.path.join(fleet, "bus-0107"), str(dev))
+    doc = json.load(open(dev / "device.json"))
+    doc["geofences"] = [{"id": 1, "kind": "depot", "at": [16821234], "radius_m": 80}]
+    (dev / "device.json").write_text(json.dumps(doc))
+    board = VBoard(fs=str(tmp_path / "flash"))
+    os.makedirs(board.fs)
+    board.start()
+    try:
+        res = run_deploy(board, str(dev))
+    finally:
+        board.stop()
+    assert res.returncode == 1
+    assert res.stderr.startswith("deploy: FAILED: the configuration in") and "geofences[0]" in res.stderr
+    assert os.listdir(board.fs) == []
+
+
+def test_a_configuration_for_another_chip_is_refused(tmp_path, fleet):
+    dev = tmp_path / "dev"
+    shutil.copytree(os.path.join(fleet, "bus-0107"), str(dev))
+    doc = json.load(open(dev / "device.json"))
+    doc["board"] = "esp32s3_devkitc"
+    (dev / "device.json").write_text(json.dumps(doc))
+    board = VBoard(fs=str(tmp_path / "flash"), report_machine="Generic ESP32 module with ESP32")
+    os.makedirs(board.fs)
+    board.start()
+    try:
+        res = run_deploy(board, str(dev))
+    finally:
+        board.stop()
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "boards/esp32s3_devkitc.json is for an esp32s3 but the board at" in res.stderr
+    assert "is an esp32" in res.stderr
+    assert os.listdir(board.fs) == []
+
+
+# A boot error whose last line comes a moment after the "Traceback" line
+# (as on a board printing over a slow UART while it unwinds).
+CRASH = """
+import time
+try:
+    open('/crash-at-boot').close()
+    crash = True
+except OSError:
+    crash = False
+if crash:
+    print('Traceback (most recent call last):')
+    print('  File "main.py", line 12, in <module>')
+    time.sleep(1.2)
+    print('ValueError: geofences[0]: expected {id, kind, at, radius_m}')
+"""
+
+
+def test_the_deploy_shows_the_boot_error_line_in_full(tmp_path, fleet):
+    setup = tmp_path / "setup.py"
+    setup.write_text(CRASH)
+    board = VBoard(fs=str(tmp_path / "flash"), setup=str(setup))
+    os.makedirs(board.fs)
+    board.start()
+    try:
+        res = run_deploy(board, os.path.join(fleet, "bus-0107"), "--no-reset")
+        assert res.returncode == 0, res.stdout + res.stderr
+        open(os.path.join(board.fs, "crash-at-boot"), "w").close()
+        res = run_deploy(board, os.path.join(fleet, "bus-0107"))
+    finally:
+        board.stop()
+    assert res.returncode == 1
+    assert "board| ValueError: geofences[0]" in res.stdout, res.stdout
+    assert "ValueError: geofences[0]" in res.stderr
+
+
+def test_deployed_board_on_the_generated_broker_survives_a_stolen_password(subscriber_factory):
+    """Finding 1 end to end: the firmware on the virtual board, the broker started from the generated
+    mosquitto.conf; another board's password with this board's client id cannot knock it off."""
+    import tempfile
+    import types
+    import paho.mqtt.client as mqtt
+    from localbroker import free_port
+    folder = tempfile.mkdtemp(prefix="phs-e2e-")
+    os.chmod(folder, 0o755)  # the broker's user must reach its files
+    port = free_port()
+    inv = os.path.join(folder, "inventory.csv")
+    with open(inv, "w") as f:
+        f.write(INVENTORY + "bus-0108,bus,sim,10-2208 PL,3,Phitsanulok Central,phs-depot-central\n")
+    keys = os.path.join(folder, "wifi.json")
+    with open(keys, "w") as f:
+        json.dump(WIFI, f)
+    out = os.path.join(folder, "fleet")
+    assert provision.main(["--inventory", inv, "--out", out, "--no-tls", "--broker-host", "127.0.0.1",
+                           "--broker-port", str(port), "--wifi-keys", keys]) == 0
+    broker = subprocess.Popen(["mosquitto", "-c", os.path.join(out, "broker", "mosquitto.conf")],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    board = thief = None
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                __import__("socket").create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and broker.poll() is None, "the generated broker did not start"
+                time.sleep(0.05)
+        consumer = json.load(open(os.path.join(out, "broker", "consumer.json")))
+        sub = subscriber_factory(types.SimpleNamespace(host="127.0.0.1", port=port),
+                                 ["phs/bus/bus-0107/status", "phs/bus/bus-0107/event"],
+                                 username="consumer", password=consumer["mqtt_password"])
+        setup = os.path.join(folder, "setup.py")
+        with open(setup, "w") as f:
+            f.write(SETUP)
+        board = VBoard(fs=os.path.join(folder, "flash"), setup=setup)
+        os.makedirs(board.fs)
+        board.start()
+        res = run_deploy(board, os.path.join(out, "bus-0107"), "--mpy")
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert sub.wait_for(1, timeout=20, topic_prefix="phs/bus/bus-0107/event"), "the board never got through"
+        online = [m for m in sub.messages if m[0].endswith("/status") and json.loads(m[1]).get("on")]
+        assert online
+        before = len(sub.messages)
+        thief = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bus-0107")
+        pw = json.load(open(os.path.join(out, "bus-0108", "secrets.json")))["mqtt_password"]
+        thief.username_pw_set("bus-0108", pw)
+        thief.connect("127.0.0.1", port)
+        thief.loop_start()
+        time.sleep(3)
+        offline = [m for m in sub.messages[before:] if m[0].endswith("/status") and not json.loads(m[1]).get("on")]
+        assert offline == [], "the real bus-0107 was knocked off: its last will was published"
+    finally:
+        if thief:
+            thief.loop_stop()
+            thief.disconnect()
+        if board:
+            board.stop()
+        broker.terminate()
+        log = broker.communicate(timeout=10)[0].decode()
+        shutil.rmtree(folder, ignore_errors=True)
+    assert "already connected, closing old connection" not in log, log[-2000:]

@@ -90,3 +90,65 @@ def test_doctor_without_a_board_says_so():
                          capture_output=True, text=True)
     assert res.returncode == 1
     assert res.stderr.startswith("doctor: FAILED: no board answers at socket://127.0.0.1:9")
+
+
+def _board_with(tmp_path, secrets, setup=None):
+    dev = tmp_path / "dev"
+    dev.mkdir()
+    (dev / "device.json").write_text(json.dumps(DEVICE))
+    (dev / "secrets.json").write_text(json.dumps(secrets))
+    fs = str(tmp_path / "flash")
+    cfg = deploy.load_device(str(dev))
+    files = deploy.stage_files(cfg, str(dev), fs, mpy=True)
+    deploy.write_manifest(fs, cfg, files, True, {"version": [1, 29, 0]})
+    return VBoard(fs=fs, setup=setup)
+
+
+def test_doctor_fails_when_the_broker_password_is_missing(tmp_path):
+    b = _board_with(tmp_path, {"wifi": SECRETS["wifi"]})
+    b.start()
+    try:
+        res = doctor(b, "--stay")
+    finally:
+        b.stop()
+    assert res.returncode == 3, res.stdout + res.stderr
+    assert "broker password missing" in res.stdout
+    assert "problem      secrets.json has no broker password: the board cannot log in" in res.stdout
+
+
+SETUP_APS = ("import network\n"
+             "network.set_aps([{'ssid': 'phs-depot-central', 'key': 'another-key', 'rssi': -71}])\n")
+
+
+def test_doctor_says_why_a_board_is_offline(tmp_path):
+    setup = tmp_path / "setup.py"
+    setup.write_text(SETUP_APS)
+    b = _board_with(tmp_path, SECRETS, setup=str(setup))
+    b.start()
+    try:
+        res = doctor(b, "--stay")
+    finally:
+        b.stop()
+    lines = dict((ln[:12].strip(), ln[13:]) for ln in res.stdout.splitlines() if len(ln) > 13)
+    assert lines["link"].startswith("Wi-Fi not connected"), res.stdout
+    assert "in range: phs-depot-central (-71 dBm)" in lines["link"]
+    assert lines["offline why"].startswith("no network link"), res.stdout
+
+
+def test_doctor_shows_what_the_broker_last_heard_from_the_board(board, broker_factory, tmp_path):
+    b = broker_factory(users={"consumer": "c-pw", "bus-0107": "b-pw"},
+                       acl="user consumer\ntopic read phs/#\n\nuser bus-0107\ntopic write phs/bus/bus-0107/status\n")
+    status = {"v": 2, "d": "bus-0107", "e": 9, "on": True, "t": 1795766400, "fw": "0.3", "up_s": 50,
+              "rst": "power", "heap": 40000, "link": {"type": "wifi", "up": True, "ssid": "phs-depot-central",
+                                                      "rssi": -67},
+              "uplink": {"connects": 3, "reconnects": 2, "fail_auth": 4, "last_error": "connack 5"}}
+    import paho.mqtt.publish as publish
+    publish.single("phs/bus/bus-0107/status", json.dumps(status), qos=1, retain=True, hostname=b.host,
+                   port=b.port, auth={"username": "bus-0107", "password": "b-pw"})
+    creds = tmp_path / "consumer.json"
+    creds.write_text(json.dumps({"username": "consumer", "mqtt_password": "c-pw", "host": b.host, "port": b.port,
+                                 "tls": False}))
+    res = doctor(board, "--creds", str(creds))
+    lines = dict((ln[:12].strip(), ln[13:]) for ln in res.stdout.splitlines() if len(ln) > 13)
+    assert lines["broker view"] == ("online (status of 2026-11-27T08:00:00Z): wifi up, phs-depot-central, "
+                                    "-67 dBm; uplink connects 3, fail_auth 4, last error: connack 5"), res.stdout

@@ -63,3 +63,77 @@ def test_listener_says_clearly_when_the_broker_is_unreachable():
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2
     assert "cannot reach the broker" in proc.stderr
+
+
+def _creds(tmp_path, broker, user, password):
+    path = tmp_path / ("%s.json" % user)
+    path.write_text(json.dumps({"username": user, "mqtt_password": password, "host": broker.host,
+                                "port": broker.port, "tls": False}))
+    return str(path)
+
+
+ACL = "user consumer\ntopic read phs/#\n\nuser bus-0107\ntopic write phs/bus/bus-0107/pos\n"
+
+
+def test_listener_logs_in_with_a_provisioned_credential_file(broker_factory, tmp_path):
+    b = broker_factory(users={"consumer": "c-pw", "bus-0107": "b-pw"}, acl=ACL)
+    creds = _creds(tmp_path, b, "consumer", "c-pw")
+    jsonl = tmp_path / "out.jsonl"
+    proc = subprocess.Popen([sys.executable, paths.TOOLS + "/listen.py", "--creds", creds, "--jsonl", str(jsonl),
+                             "--seconds", "3", "--every", "1", "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    import paho.mqtt.publish as publish
+    publish.single("phs/bus/bus-0107/pos", json.dumps(POS_LIVE), qos=1, hostname=b.host, port=b.port,
+                   auth={"username": "bus-0107", "password": "b-pw"})
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out + err
+    assert [json.loads(ln)["seq"] for ln in jsonl.read_text().splitlines()] == [10, 11]
+
+
+def test_listener_fails_loudly_when_the_broker_refuses_the_login(broker_factory, tmp_path):
+    b = broker_factory(users={"consumer": "c-pw"}, acl=ACL)
+    creds = _creds(tmp_path, b, "consumer", "wrong")
+    proc = subprocess.run([sys.executable, paths.TOOLS + "/listen.py", "--creds", creds, "--seconds", "2",
+                           "--every", "1"], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "the broker refused the login as consumer" in proc.stderr
+    assert "device" not in proc.stdout  # no empty table
+
+
+def test_listener_fails_loudly_when_not_allowed_to_read(broker_factory, tmp_path):
+    b = broker_factory(users={"consumer": "c-pw", "bus-0107": "b-pw"}, acl=ACL)
+    creds = _creds(tmp_path, b, "bus-0107", "b-pw")  # a device's credentials cannot read phs/#
+    import paho.mqtt.publish as publish
+    publish.single("phs/bus/bus-0107/pos", json.dumps(POS_LIVE), qos=1, retain=True, hostname=b.host,
+                   port=b.port, auth={"username": "bus-0107", "password": "b-pw"})
+    proc = subprocess.run([sys.executable, paths.TOOLS + "/listen.py", "--creds", creds, "--seconds", "2",
+                           "--every", "1"], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "bus-0107 is not allowed to read phs/#" in proc.stderr
+    assert "device" not in proc.stdout  # no empty table
+
+
+def test_a_replacement_board_starting_at_seq_1_is_not_dropped_as_duplicates():
+    # Finding 4: the old board sent seqs 10..12 in epoch 111; its replacement
+    # starts again at 10 in epoch 222. Keyed by seq alone, those were dropped.
+    rows = []
+    fleet = listen.Fleet(on_record=lambda v, k, r: rows.append(listen.record_row(v, k, r)))
+    old = dict(POS_LIVE, v=2, e=111)
+    new = dict(POS_LIVE, v=2, e=222, t=POS_LIVE["t"] + 600)
+    fleet.feed("phs/bus/bus-0107/pos", json.dumps(old).encode())
+    fleet.feed("phs/bus/bus-0107/pos", json.dumps(new).encode())
+    fleet.feed("phs/bus/bus-0107/pos", json.dumps(new).encode())  # a resend: dropped
+    assert [(r["e"], r["seq"]) for r in rows] == [(111, 10), (111, 11), (222, 10), (222, 11)]
+    assert fleet.vehicles["bus-0107"].stream.duplicates == 2
+    assert fleet.vehicles["bus-0107"].pos["ts"] == POS_LIVE["t"] + 600 + 15  # the new board moves the bus
+
+
+def test_fleet_table_shows_safe_mode_and_why():
+    fleet = listen.Fleet()
+    st = {"v": 2, "d": "bus-0107", "e": 7, "on": True, "t": 1795766400, "fw": "0.3", "up_s": 5, "rst": "power",
+          "heap": 40000,
+          "safe": {"why": "configuration: broker.port: expected an integer 1..65535"}}
+    fleet.feed("phs/bus/bus-0107/status", json.dumps(st).encode())
+    table = "\n".join(fleet.table())
+    assert "SAFE" in table and "safe mode bus-0107: configuration: broker.port" in table

@@ -18,6 +18,8 @@ def _sane(f):
     assert f.tod_ms < 86401000
     assert f.year == 0 or (1980 <= f.year <= 2099 and 1 <= f.month <= 12 and 1 <= f.day <= 31)
     assert f.course_ddeg < 3600 and f.speed_cmps >= -1
+    assert 0 <= f.quality <= 8 and 0 <= f.fix_type <= 3 and 0 <= f.sats_used
+    assert f.hdop_x10 >= 0 and f.pdop_x10 >= 0 and f.vdop_x10 >= 0
     if f.valid:
         assert f.has_pos
 

@@ -14,7 +14,7 @@ DEVICE = {"device_id": "bus-0107", "role": "bus", "board": "sim",
 SECRETS = {"wifi": {"depot-north": "k1"}, "mqtt_password": "pw"}
 # The boot path plus the fakes (~17 KB of machine fakes on the 64-bit unix
 # port, where every object is about twice its ESP32 size) needs more than 64K.
-HEAP = "96K"
+HEAP = "128K"  # and safe mode's report to the broker (umqtt, the bounded transport)
 
 BOOT = """
 import machine, fakeclock

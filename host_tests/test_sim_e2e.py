@@ -1,10 +1,14 @@
 """End to end: the simulated bus on a shortened Phitsanulok route, the real
-firmware under the unix port, a real Mosquitto that goes away in the middle,
-checked from the broker's side."""
+firmware under the unix port, a real Mosquitto that goes away in the middle
+(stopped, killed with SIGKILL, frozen with SIGSTOP), checked from the
+broker's side; and a second simulator for the same device is refused."""
 
 import math
 import os
+import shutil
+import subprocess
 import sys
+import time
 
 import pytest
 
@@ -17,7 +21,8 @@ import sim  # noqa: E402
 @pytest.fixture
 def run_sim(broker_factory):
     def go(*argv):
-        args = sim.parse(["--accel", "0", "--no-table", "--device", "bus-e2e"] + list(argv))
+        # --timeout: a bus that hangs fails the test instead of the suite.
+        args = sim.parse(["--accel", "0", "--no-table", "--device", "bus-e2e", "--timeout", "180"] + list(argv))
         broker = broker_factory(persistence=True)
         r = sim.Run(args, broker, out=None)
         rc = r.run()
@@ -67,3 +72,105 @@ def test_shortened_route_with_broker_outage_arrives_complete(run_sim):
     assert worst < 30, worst
     # The load on departure from the last stop is what the passengers left behind.
     assert visits[-1]["ld"] == sum(t[1] - t[2] for t in truth)
+
+
+def _in(window, rec):
+    return window[0] <= rec["ts"] < window[1]
+
+
+def test_a_frozen_broker_does_not_freeze_the_bus_and_its_connect_timeout_fires(run_sim):
+    # SIGSTOP: the kernel still accepts TCP, nothing answers CONNACK or PUBACK.
+    r, rc = run_sim("--stops", "3", "--outage-after", "1", "--outage-stops", "1", "--outage-kind", "freeze",
+                    "--connect-ms", "400", "--gps-loss-at", "-1")
+    assert not r.timed_out, "the bus stood still while the broker was frozen:\n" + "\n".join(r.lines[-20:])
+    assert rc == 0, "\n".join(r.lines[-30:])
+    assert [e[0] for e in r.outage] == ["down", "up"]
+    c = r.truth["connect"]
+    assert c["fail_timeout"] >= 1, c  # the connect deadline fired, on the bus's own clock
+    # No step longer than one connect attempt (TCP, CONNACK, SUBACK within connect_ms).
+    assert 400 <= r.truth["longest_step_ms"] <= 400 + 500, r.truth["longest_step_ms"]
+    # The bus kept recording during the freeze: stops served and positions made,
+    # all delivered once the broker came back.
+    assert r.check() == []
+    t_down, t_up = r.stops[0][3], r.stops[1][3]  # doors of stop 1 and stop 2 (unix s)
+    v = r.fleet.vehicles["bus-e2e"]
+    during = [(k, rec) for k, rec in v.stream.records.values() if _in((t_down, t_up), rec)]
+    assert sum(1 for k, _ in during if k == "stop") >= 1
+    pos = sorted(rec["ts"] for k, rec in during if k == "pos")
+    assert len(pos) >= (t_up - t_down) // 40, (len(pos), t_up - t_down)
+    assert max(b - a for a, b in zip([t_down] + pos, pos + [t_up])) <= 45  # no hole in the bus's time line
+
+
+def test_the_listener_misses_nothing_when_a_persistent_broker_is_killed(run_sim):
+    r, rc = run_sim("--stops", "5", "--outage-after", "2", "--outage-stops", "1", "--outage-kind", "kill",
+                    "--gps-loss-at", "-1")
+    assert rc == 0 and not r.timed_out, "\n".join(r.lines[-30:])
+    assert [e[0] for e in r.outage] == ["down", "up"]
+    assert r.check() == []
+
+
+def test_a_second_simulator_for_the_same_device_is_refused_and_the_first_keeps_its_queue(broker_factory, tmp_path):
+    broker = broker_factory()
+    folder = os.path.join(sim.ROOT, "build", "sim", "bus-twin")
+    lock = folder + ".lock"
+    shutil.rmtree(folder, ignore_errors=True)  # no files of an earlier run to mistake for the first bus's
+    first = subprocess.Popen([sys.executable, os.path.join(paths.TOOLS, "sim.py"), "--device", "bus-twin",
+                              "--broker", "%s:%d" % (broker.host, broker.port), "--accel", "1", "--stops", "3",
+                              "--no-table"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 60:
+            if _holder(lock) == first.pid and os.path.exists(os.path.join(folder, "scenario.json")) and any(
+                    n not in ("boards", "device.json", "secrets.json", "scenario.json") for n in os.listdir(folder)):
+                break  # the first bus has started writing its own files
+            assert first.poll() is None, first.stdout.read()
+            time.sleep(0.1)
+        before = _inodes(folder)
+        out = subprocess.run([sys.executable, os.path.join(paths.TOOLS, "sim.py"), "--device", "bus-twin",
+                              "--broker", "%s:%d" % (broker.host, broker.port), "--accel", "0", "--stops", "1",
+                              "--no-table"], capture_output=True, text=True, timeout=120)
+        assert out.returncode == 2, out.stdout[-2000:]
+        assert "refused" in out.stdout and "bus-twin" in out.stdout and "--device" in out.stdout
+        assert first.poll() is None  # still driving
+        after = _inodes(folder)
+        assert all(after.get(n) == ino for n, ino in before.items()), (before, after)  # nothing deleted and remade
+    finally:
+        first.send_signal(2)  # SIGINT: the first simulator stops its bus and releases the device
+        try:
+            first.wait(30)
+        except subprocess.TimeoutExpired:
+            first.kill()
+            first.wait()
+    assert not os.path.exists(lock)
+
+
+def _inodes(folder):
+    """name -> inode of the folder's subfolders (the queue, the board description)."""
+    return {n: os.stat(os.path.join(folder, n)).st_ino for n in os.listdir(folder)
+            if os.path.isdir(os.path.join(folder, n))}
+
+
+def _holder(path):
+    try:
+        with open(path) as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return None
+
+
+def test_a_socket_wait_moves_the_virtual_clock_as_time_passes_on_a_board():
+    import select
+    import socket
+    from fakeclock import CLOCK, VirtualPoll
+    a, b = socket.socketpair()
+    try:
+        CLOCK.set_virtual(0)
+        p = VirtualPoll(select.poll())
+        p.register(a, select.POLLIN)
+        assert p.poll(30) == [] and CLOCK.now_us() == 30000  # nothing came: the whole wait passed
+        b.send(b"x")
+        assert p.poll(1000) and 30000 <= CLOCK.now_us() < 1030000  # ready at once: only the real time taken
+    finally:
+        CLOCK.set_real()
+        a.close()
+        b.close()

@@ -150,3 +150,60 @@ def test_link_flaps_drop_the_session_and_nothing_is_lost(mp, broker, subscriber_
     assert st["lost"] == 3 and st["reconnects"] == 3
     time.sleep(0.3)
     _check_stream(sub.wait_for(10, timeout=5), res)
+
+
+def _syn_sent_to(port):
+    """True while some socket on this machine waits in SYN_SENT for 127.0.0.1:port."""
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            parts = line.split()
+            if parts[3] == "02" and int(parts[2].split(":")[1], 16) == port:
+                return True
+    return False
+
+
+def test_one_connect_attempt_is_bounded_by_connect_ms_as_a_whole(mp, tmp_path):
+    """TCP that completes late (the broker's accept queue was full, the SYN is
+    retransmitted after a second) and then no CONNACK: the attempt must still
+    end within connect_ms, not connect_ms more after TCP (the watchdog would
+    reset a board: docs/architecture.md)."""
+    import socket
+    import threading
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(0)
+    port = lst.getsockname()[1]
+    # One established connection fills a backlog-0 accept queue: the kernel
+    # drops further SYNs until it is accepted.
+    fillers = [socket.create_connection(("127.0.0.1", port), timeout=2)]
+    time.sleep(0.1)
+    assert not _syn_sent_to(port)
+    accepted = []
+
+    def open_up():
+        # As soon as the board's first SYN is dropped, make room: its retransmission
+        # (about 1 s later) completes TCP, and then nothing ever answers the CONNECT.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not _syn_sent_to(port):
+            time.sleep(0.01)
+        lst.setblocking(False)
+        while time.monotonic() < deadline:
+            try:
+                accepted.append(lst.accept()[0])
+            except BlockingIOError:
+                time.sleep(0.01)
+
+    t = threading.Thread(target=open_up, daemon=True)
+    t.start()
+    slow = dict(FAST, connect_ms=1500, backoff_min_ms=20000, backoff_max_ms=20000)
+    run = Run(mp, tmp_path, device(None, port=port), rate_ms=50, total=20, settings=slow, duration_ms=3500,
+              until_drained=False)
+    res = run.result()
+    for s in fillers + accepted:
+        s.close()
+    lst.close()
+    st = res["stats"]
+    assert st["attempts"] == 1 and st["fail_timeout"] == 1, st
+    assert len(accepted) == 2, "the board's TCP connect never completed: the scenario did not happen"
+    print("longest connect %.0f ms (connect_ms 1500)" % (res["worst_connect_us"] / 1000))
+    assert res["worst_connect_us"] < (1500 + 250) * 1000

@@ -13,7 +13,7 @@ from harness import paths
 HEAP = "512K"
 DEVICE = {"device_id": "bus-wdt1", "role": "bus", "board": "sim",
           "broker": {"host": "127.0.0.1", "port": 9, "tls": False},  # nothing listens: the link stays down
-          "networks": [{"ssid": "phs-sim"}], "watchdog_ms": 5000,
+          "networks": [{"ssid": "phs-sim"}], "watchdog_ms": 5000, "uplink": {"connect_ms": 2000},
           "queue": {"commit_ms": 5000}}
 SECRETS = {"wifi": {"phs-sim": "k"}, "mqtt_password": ""}
 

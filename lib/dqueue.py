@@ -4,9 +4,10 @@ Every reading waits here until the broker acknowledged it. Two lanes of
 append-only segment files (priority: stop visits, counts, events; normal:
 positions), records with length, type, flags, seq, ts and CRC32, a small
 persisted cursor file (two alternating copies), group commit, recovery that
-cuts torn tails and never delivers a corrupt or acknowledged record, and a
-byte budget that drops the oldest positions first. Format, capacity maths
-and measured figures: docs/queue.md.
+cuts torn tails, skips a corrupt record (counted) and never delivers an
+acknowledged one, segments sized to LittleFS' real layout, and a budget
+(capped by the measured free space) that drops the oldest positions first.
+Format, capacity maths and measured figures: docs/queue.md.
 """
 
 import os
@@ -14,7 +15,10 @@ import struct
 import time
 from binascii import crc32
 
-from dqueue_lane import Lane, SegReader, HDR, MAX_PAYLOAD, OK, END, TORN
+from dqueue_fs import BLOCK, SEG_BLOCKS, capacity, names as _names, statfs
+from dqueue_boot import recover
+from dqueue_lane import Lane
+from dqueue_reader import SegReader, HDR, MAX_PAYLOAD
 
 try:
     from micropython import const
@@ -35,22 +39,30 @@ except AttributeError:  # plain CPython without the fakes
 # 4 MB board, 2 MiB LittleFS: 7 days of positions every 15 s over 16 service
 # hours (995 KB) plus a week of stop visits (246 KB), leaving ~0.5 MiB for code.
 DEFAULT_BUDGET = const(1572864)
-DEFAULT_SEGMENT = const(16384)  # 4 flash blocks; the unit that is dropped or deleted
+DEFAULT_SEGMENT = const(16368)  # what 4 LittleFS blocks of 4096 bytes hold (skip-list pointers)
 SEQ_STEP = const(64)  # seq numbers reserved on flash ahead of use
 _ENOSPC = const(28)
 _STATE_FMT = "<IIIIII"  # gen, prio seg, prio off, normal seg, normal off, seq reserve; then crc32
-_STATE_LEN = const(28)
+_STATE_LEN = const(28)  # also in dqueue_boot
 _BIG = const(0x7FFFFFFF)
 _U32 = const(0xFFFFFFFF)
 
 
 class DurableQueue:
-    def __init__(self, path, budget_bytes=DEFAULT_BUDGET, segment_bytes=DEFAULT_SEGMENT,
-                 commit_ms=30000, commit_records=64, priority_types=(2, 3, 4),
-                 ticks_ms=None, pending_bytes_max=4096):
+    def __init__(self, path, budget_bytes=DEFAULT_BUDGET, segment_bytes=None,
+                 commit_ms=30000, commit_records=None, priority_types=(2, 3, 4),
+                 ticks_ms=None, pending_bytes_max=4096, keep_free_bytes=0):
         self.path = path
-        self.budget_bytes = budget_bytes
-        self.segment_bytes = segment_bytes
+        self.budget_bytes = budget_bytes  # lowered at boot to what the filesystem has free
+        # Room the queue never takes, beyond LittleFS' own: e.g. a staged
+        # over-the-air release (transit.app, docs/ota.md).
+        self.keep_free_bytes = keep_free_bytes
+        fs = statfs((path.rsplit("/", 1)[0] or "/") if "/" in path else ".")
+        bsize = fs[0] if fs else BLOCK
+        self.segment_bytes = segment_bytes or capacity(SEG_BLOCKS, bsize)
+        # Whole-block accounting and the no-copy placement apply when segments span blocks.
+        self._bsize = bsize if self.segment_bytes >= bsize else 0
+        self._fs_free = fs[1] if fs else -1
         self.commit_ms = commit_ms
         self.commit_records = commit_records
         self.priority_types = tuple(priority_types)
@@ -60,12 +72,12 @@ class DurableQueue:
             "dropped_positions": 0, "dropped_priority": 0, "crc_errors": 0,
             "torn_tails": 0, "enospc": 0, "io_errors": 0, "recover_ms": 0,
             "recovered": 0, "bytes_written": 0, "commits": 0, "state_writes": 0,
-            "segments_deleted": 0,
+            "segments_deleted": 0, "dropped_corrupt": 0,
         }
         self._rd = SegReader()
         self._prio = Lane(path, "p", max(1024, HDR + MAX_PAYLOAD))
         self._norm = Lane(path, "n", max(pending_bytes_max, HDR + MAX_PAYLOAD))
-        self._since = 0  # ticks of the oldest buffered record, or of the last failed commit
+        self._fail_at = 0  # ticks of the last failed commit
         self._failed = False
         self._gen = 0
         self._reserve = 0
@@ -73,7 +85,7 @@ class DurableQueue:
         self._state_dirty = False
         self.last_seq = 0
         t0 = self._ticks()
-        self._recover()
+        recover(self)
         self.stats["recover_ms"] = _ticks_diff(self._ticks(), t0)
 
     # --- public API ---------------------------------------------------
@@ -92,11 +104,9 @@ class DurableQueue:
         lane = self._prio if prio else self._norm
         if lane.room() < HDR + n:
             self._commit_lane(lane)
-            if lane.room() < HDR + n:  # flash refuses: the oldest waiting record gives way
+            while lane.room() < HDR + n:  # flash refuses: the oldest waiting records give way
                 self._drop_pending(lane, 1)
-        if not prio and lane.pcount == 0:
-            self._since = self._ticks()
-        lane.put(rtype, flags, seq, ts & _U32, payload)
+        lane.put(rtype, flags, seq, ts & _U32, payload, self._ticks())
         self.stats["appended"] += 1
         if prio:
             self._commit_lane(lane)
@@ -105,12 +115,15 @@ class DurableQueue:
     def poll(self):
         """Commit when the normal lane is due (commit_ms or commit_records) and
         retry what failed before. Call every main-loop step."""
-        waited = _ticks_diff(self._ticks(), self._since) >= self.commit_ms
+        now = self._ticks()
+        n = self._norm
         if self._failed:  # after a flash error, retry once per commit_ms
-            due = waited and (self._prio.pcount or self._norm.pcount or self._state_dirty)
-        else:
-            due = self._prio.pcount or (self._norm.pcount and (
-                waited or self._norm.pcount >= self.commit_records))
+            due = _ticks_diff(now, self._fail_at) >= self.commit_ms and (
+                self._prio.pcount or n.pcount or self._state_dirty)
+        else:  # the oldest waiting record's own age: acks in RAM move it on
+            due = self._prio.pcount or (n.pcount and (
+                _ticks_diff(now, n.oldest_tick()) >= self.commit_ms
+                or (self.commit_records and n.pcount >= self.commit_records)))
         if due:
             if self.commit() and self._state_dirty:
                 self._save_state()
@@ -118,9 +131,7 @@ class DurableQueue:
     def commit(self):
         """Write everything buffered to flash now; True when nothing is left in RAM."""
         self._failed = False
-        ok = self._commit_lane(self._prio) and self._commit_lane(self._norm)
-        self._since = self._ticks()
-        return ok
+        return self._commit_lane(self._prio) and self._commit_lane(self._norm)
 
     def pending_bytes(self):
         """Bytes buffered in RAM, not yet on flash."""
@@ -198,8 +209,16 @@ class DurableQueue:
         return best
 
     def used_bytes(self):
-        """Record bytes on flash, counted against budget_bytes."""
+        """Record bytes on flash."""
         return self._prio.flash_bytes() + self._norm.flash_bytes()
+
+    def flash_bytes(self):
+        """Flash the segments occupy, counted against budget_bytes: whole
+        blocks when segments span blocks (LittleFS), else record bytes."""
+        b = self._bsize
+        if not b:
+            return self.used_bytes()
+        return self._prio.footprint(b) + self._norm.footprint(b)
 
     def close(self):
         self.commit()
@@ -214,9 +233,9 @@ class DurableQueue:
                 return True  # the records gave way to older ones (counted)
             left = lane.p1 - lane.p0
             try:
-                k = lane.write_some(self.segment_bytes)
+                k = lane.write_some(self.segment_bytes, self._bsize if lane is self._norm else 0)
             except OSError as e:
-                lane.seal()  # a failed write may leave a tail: later records go to a new segment
+                lane.close_handle()  # the next write checks the file and appends to it again
                 if e.args and e.args[0] == _ENOSPC:
                     self.stats["enospc"] += 1
                     if not retried and self._drop_oldest(lane is self._prio):
@@ -225,7 +244,7 @@ class DurableQueue:
                 else:
                     self.stats["io_errors"] += 1
                 self._failed = True
-                self._since = self._ticks()
+                self._fail_at = self._ticks()
                 return False
             self.stats["committed"] += k
             self.stats["commits"] += 1
@@ -238,7 +257,7 @@ class DurableQueue:
         only) buffered positions, then oldest priority segments. False when the
         waiting records themselves were dropped."""
         need = lane.p1 - lane.p0
-        while self.used_bytes() + need > self.budget_bytes:
+        while self.flash_bytes() + need > self.budget_bytes:
             if self._drop_oldest(lane is self._prio):
                 continue
             if lane is self._norm:
@@ -297,90 +316,6 @@ class DurableQueue:
         except OSError as e:
             self._state_dirty = True
             self.stats["enospc" if e.args and e.args[0] == _ENOSPC else "io_errors"] += 1
-
-    def _load_state(self):
-        best = None
-        b = bytearray(_STATE_LEN)
-        for i in (0, 1):
-            try:
-                with open("%s/state%d" % (self.path, i), "rb") as f:
-                    got = f.readinto(b)
-            except OSError:
-                continue
-            if got != _STATE_LEN or crc32(memoryview(b)[:24]) != struct.unpack_from("<I", b, 24)[0]:
-                continue
-            st = struct.unpack_from(_STATE_FMT, b, 0)
-            if best is None or st[0] > best[0]:
-                best = st
-        return best
-
-    # --- recovery ------------------------------------------------------------
-    def _recover(self):
-        try:
-            os.mkdir(self.path)
-        except OSError:
-            pass  # exists already (EEXIST); anything worse shows at the first open
-        st = self._load_state()
-        p, n = self._prio, self._norm
-        if st:
-            self._gen, p.cur_seg, p.cur_off, n.cur_seg, n.cur_off, self._reserve = st
-            self._saved_reserve = self._reserve
-        names = {"p": [], "n": []}
-        try:
-            for name in os.listdir(self.path):
-                if len(name) == 9 and name[0] in "pn" and name[1:].isdigit():
-                    names[name[0]].append(int(name[1:]))
-        except OSError:  # an unreadable folder: start empty, keep counting
-            self.stats["io_errors"] += 1
-        top = self._reserve
-        for lane in (p, n):
-            nums = sorted(names[lane.letter])
-            for segno in nums:
-                try:
-                    top = max(top, self._scan(lane, segno))
-                except OSError:  # unreadable: left on flash for the next boot
-                    self.stats["io_errors"] += 1
-                    lane.appendable = False
-            lane.next_seg = max([lane.cur_seg] + nums) + 1
-            self.stats["recovered"] += lane.flash_count()
-        self.last_seq = top
-
-    def _scan(self, lane, segno):
-        """Verify one segment from its start; keep it if it holds records.
-        Returns the highest seq found (0 if none)."""
-        name = lane.fname(segno)
-        if segno < lane.cur_seg:  # acknowledged before the power went
-            self._remove(name)
-            return 0
-        rd = self._rd
-        rd.open(name, 0, _BIG)
-        k = acked = top = 0
-        try:
-            while True:
-                r = rd.next()
-                if r != OK:
-                    break
-                k += 1
-                top = max(top, rd.seq)
-                if segno == lane.cur_seg and rd.off <= lane.cur_off:
-                    acked += 1
-        finally:
-            rd.close()
-        if r == TORN:
-            self.stats["torn_tails"] += 1
-        elif r != END:
-            self.stats["crc_errors"] += 1
-        if k == 0:
-            self._remove(name)
-            return top
-        lane.segs.append(segno)
-        lane.lens.append(rd.off)
-        lane.nrec.append(k)
-        if segno == lane.cur_seg:
-            lane.head_acked = acked
-            lane.cur_off = min(lane.cur_off, rd.off)
-        lane.appendable = r == END  # a cut tail is kept for reading but never appended to
-        return top
 
     def _remove(self, name):
         try:

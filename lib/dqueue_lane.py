@@ -2,107 +2,18 @@
 
 A lane owns its segment list (number, valid bytes, records), its ack cursor
 (segment number, byte offset of the first unacknowledged record) and a RAM
-buffer of encoded records waiting for the group commit. Record layout (16-byte
-header, little-endian, then the payload) is in docs/queue.md:
-
-    crc32 u32 (of bytes 4..end) | len u16 | type u8 | flags u8 | seq u32 | ts u32
-
-Files are streamed through one shared, preallocated buffer (SegReader), so
-recovery and reads never hold more than one chunk of a file in RAM.
+buffer of encoded records waiting for the group commit, with the arrival
+tick of each (a ring beside the buffer), so the commit clock follows the
+oldest record still waiting. Record format and the reader: dqueue_reader.
 """
 
 import os
 import struct
-from binascii import crc32
 
-try:
-    from micropython import const
-except ImportError:  # CPython
-    def const(x):
-        return x
+from dqueue_fs import META_BYTES, blocks_for, tail_fill
+from dqueue_reader import HDR, MAX_PAYLOAD, OK, END, TORN, BAD, FMT, SegReader, encode_into  # noqa: F401
 
-HDR = const(16)
-READ_BUF = const(1024)
-MAX_PAYLOAD = const(1008)  # READ_BUF - HDR: a record always fits one chunk
-_FMT = "<IHBBII"
-
-# SegReader.next() results
-OK = const(1)
-END = const(0)
-TORN = const(-1)  # the file ends inside a record (a write that never finished)
-BAD = const(-2)  # a complete record whose CRC or length is wrong
-
-
-def encode_into(buf, at, rtype, flags, seq, ts, payload):
-    """Encode one record into buf at byte `at`; return the offset after it."""
-    n = len(payload)
-    end = at + HDR + n
-    struct.pack_into(_FMT, buf, at, 0, n, rtype, flags, seq, ts)
-    buf[at + HDR:end] = payload
-    struct.pack_into("<I", buf, at, crc32(memoryview(buf)[at + 4:end]))
-    return end
-
-
-class SegReader:
-    """Streams records out of one segment file in READ_BUF chunks."""
-
-    def __init__(self):
-        self.buf = bytearray(READ_BUF)
-        self.mv = memoryview(self.buf)
-        self.f = None
-
-    def open(self, name, start, limit):
-        """Read `name` from byte `start`, never past byte `limit`."""
-        self.f = open(name, "rb")
-        self.f.seek(start)
-        self.base = start  # file offset of buf[0]
-        self.off = start  # file offset of the next record
-        self.lo = 0
-        self.hi = 0
-        self.limit = limit
-
-    def close(self):
-        if self.f is not None:
-            self.f.close()
-            self.f = None
-
-    def _refill(self):
-        # Re-read from the current record rather than move bytes in place.
-        self.f.seek(self.off)
-        want = min(READ_BUF, self.limit - self.off)
-        got = self.f.readinto(self.mv[:want]) if want > 0 else 0
-        self.base = self.off
-        self.lo = 0
-        self.hi = got or 0
-
-    def next(self):
-        """Parse the next record into seq/rtype/flags/ts/p/plen; return OK, END, TORN or BAD."""
-        if self.hi - self.lo < HDR:
-            self._refill()
-            if self.hi == 0:
-                return END
-            if self.hi < HDR:
-                return TORN
-        crc, n, rtype, flags, seq, ts = struct.unpack_from(_FMT, self.buf, self.lo)
-        if n > MAX_PAYLOAD:
-            return BAD
-        total = HDR + n
-        if self.hi - self.lo < total:
-            self._refill()
-            if self.hi < total:
-                return TORN
-        lo = self.lo
-        if crc32(self.mv[lo + 4:lo + total]) != crc:
-            return BAD
-        self.seq = seq
-        self.rtype = rtype
-        self.flags = flags
-        self.ts = ts
-        self.p = lo + HDR
-        self.plen = n
-        self.lo = lo + total
-        self.off += total
-        return OK
+_FMT = FMT
 
 
 class Lane:
@@ -118,10 +29,15 @@ class Lane:
         self.next_seg = 1
         self.appendable = False  # segs[-1] may take more records
         self.wf = None  # open append handle of segs[-1]
+        self.verify = False  # a write failed: check segs[-1]'s size before appending again
         self.buf = bytearray(pend_bytes)  # records waiting for the commit: buf[p0:p1]
         self.p0 = 0
         self.p1 = 0
         self.pcount = 0
+        self.cap = pend_bytes // HDR  # most records the buffer can hold
+        self.tk = bytearray(4 * self.cap)  # arrival tick of each buffered record, a ring from th
+        self.th = 0
+        self.bad = []  # (segno, off) of corrupt records already counted
         self.gen = 0  # bumped when positions move (commit, ack, drop): peeks older than it are stale
         self.inflight = None  # (last seq, gen, segno, off, n_flash, n_ram) of the last peek
 
@@ -145,15 +61,51 @@ class Lane:
     def flash_bytes(self):
         return sum(self.lens)
 
+    def footprint(self, bsize):
+        """Flash bytes the segment files occupy on LittleFS: whole blocks plus
+        their share of directory metadata."""
+        n = META_BYTES * len(self.lens)
+        for ln in self.lens:
+            n += blocks_for(ln, bsize) * bsize
+        return n
+
     # --- RAM buffer -----------------------------------------------------
-    def put(self, rtype, flags, seq, ts, payload):
+    def put(self, rtype, flags, seq, ts, payload, now):
+        """Buffer one record (room() must allow it) that arrived at tick `now`."""
         if self.p0 == self.p1:
             self.p0 = self.p1 = 0
+        elif self.p1 + HDR + len(payload) > len(self.buf):
+            self._compact()
         self.p1 = encode_into(self.buf, self.p1, rtype, flags, seq, ts, payload)
+        struct.pack_into("<I", self.tk, 4 * ((self.th + self.pcount) % self.cap), now & 0x3FFFFFFF)
         self.pcount += 1
 
+    def _compact(self):
+        # Move buf[p0:p1] to the front in steps no longer than p0: never overlapping.
+        mv = memoryview(self.buf)
+        src = self.p0
+        dst = 0
+        while src < self.p1:
+            k = min(self.p0, self.p1 - src)
+            mv[dst:dst + k] = mv[src:src + k]
+            src += k
+            dst += k
+        self.p1 -= self.p0
+        self.p0 = 0
+
     def room(self):
-        return len(self.buf) - (self.p1 if self.p0 != self.p1 else 0)
+        """Bytes a new record may take (dropped records free theirs too)."""
+        return len(self.buf) - (self.p1 - self.p0)
+
+    def oldest_tick(self):
+        """Arrival tick of the oldest buffered record (pcount > 0)."""
+        t = self.tk
+        i = 4 * self.th  # by bytes: no tuple allocated in the main loop's poll
+        return t[i] | (t[i + 1] << 8) | (t[i + 2] << 16) | ((t[i + 3] & 0x3F) << 24)
+
+    def _forget(self, k):
+        self.pcount -= k
+        self.th = (self.th + k) % self.cap
 
     def skip_pending(self, n):
         """Forget the n oldest buffered records; return how many went."""
@@ -161,27 +113,42 @@ class Lane:
         while k < n and self.p0 < self.p1:
             self.p0 += HDR + struct.unpack_from("<H", self.buf, self.p0 + 4)[0]
             k += 1
-        self.pcount -= k
+        self._forget(k)
         return k
 
     # --- writing ----------------------------------------------------------
     def seal(self):
-        """No more appends to the current last segment (rolled, torn or failed)."""
+        """No more appends to the current last segment (rolled, torn)."""
+        self.close_handle()
+        self.appendable = False
+
+    def close_handle(self):
+        """After a failed write: close the handle, check the file before the next append."""
         if self.wf is not None:
+            self.verify = True
             try:
                 self.wf.close()
             except OSError:  # the write that failed is already counted by the caller
                 pass
             self.wf = None
-        self.appendable = False
 
-    def write_some(self, seg_bytes):
+    def write_some(self, seg_bytes, bsize=0):
         """Write buffered records that fit the current segment (opening or
         rolling one as needed), flush, and return the record count written.
+        With bsize (LittleFS block size, normal lane) a partly filled last
+        block more than half full is not appended to when the new bytes
+        would run past it: a new segment costs no copy (docs/queue.md).
         Raises OSError; nothing is taken out of the buffer unless flushed."""
         first = HDR + struct.unpack_from("<H", self.buf, self.p0 + 4)[0]
-        if self.appendable and self.lens[-1] and self.lens[-1] + first > seg_bytes:
-            self.seal()  # roll: records never span segments
+        if self.appendable and self.verify and self.wf is None:
+            if os.stat(self.fname(self.segs[-1]))[6] != self.lens[-1]:  # may raise: checked again next time
+                self.seal()  # a failed write left bytes behind: never append after them
+            self.verify = False
+        if self.appendable and self.lens[-1]:
+            ln = self.lens[-1]
+            fill = tail_fill(ln, bsize) if bsize else 0
+            if ln + first > seg_bytes or (fill and 2 * fill >= bsize and fill + self.p1 - self.p0 > bsize):
+                self.seal()  # roll: records never span segments
         room = seg_bytes - (self.lens[-1] if self.appendable else 0)
         end = self.p0
         k = 0
@@ -206,7 +173,7 @@ class Lane:
         self.lens[-1] += end - self.p0
         self.nrec[-1] += k
         self.p0 = end
-        self.pcount -= k
+        self._forget(k)
         self.gen += 1
         return k
 
@@ -217,7 +184,12 @@ class Lane:
             self.head_acked = 0
         if len(self.segs) == 1:
             self.seal()
-        name = self.fname(self.segs[0])
+        segno = self.segs[0]
+        name = self.fname(segno)
+        for b in self.bad:
+            if b[0] == segno:
+                self.bad.remove(b)
+                break
         self.segs.pop(0)
         self.lens.pop(0)
         self.nrec.pop(0)
@@ -249,12 +221,17 @@ class Lane:
                     while True:
                         r = rd.next()
                         if r != OK:
-                            if r != END:  # rotted since boot: the segment ends here
-                                q.stats["crc_errors"] += 1
-                                self.lens[i] = ln = rd.off
-                                self.nrec[i] = self.acked_in(i) + nseg
-                                if i == len(self.segs) - 1:
-                                    self.seal()
+                            if r == END:
+                                break
+                            at = rd.off
+                            if rd.resync(last if last > 0 else 0):
+                                self.note_bad(segno, at, i, q)  # rotted since boot: one record lost
+                                continue
+                            q.stats["crc_errors"] += 1  # nothing good after it: the segment ends here
+                            self.lens[i] = ln = rd.off
+                            self.nrec[i] = self.acked_in(i) + nseg
+                            if i == len(self.segs) - 1:
+                                self.seal()
                             break
                         if n >= max_records or rd.seq > stop_seq or ((n or out) and nb + rd.plen > max_bytes):
                             self._walk_done(n, 0, segno, rd.off - HDR - rd.plen, last, nb)
@@ -284,6 +261,17 @@ class Lane:
             nb += ln
             last = seq
         self._walk_done(n - ram, ram, end_seg, end_off, last, nb)
+
+    def note_bad(self, segno, off, i, q):
+        """Count a corrupt record once (recovery may have counted it already)."""
+        for b in self.bad:
+            if b[0] == segno and b[1] == off:
+                return
+        self.bad.append((segno, off))
+        q.stats["crc_errors"] += 1
+        q.stats["dropped_corrupt"] += 1
+        if i >= 0:
+            self.nrec[i] -= 1
 
     def _walk_done(self, n_flash, n_ram, seg, off, last, nb):
         self.w_n = n_flash

@@ -5,8 +5,9 @@ and the comma positions in one pass, then only the fields a fix needs are
 converted digit by digit, so a sentence costs no heap beyond its rare
 epoch change. Sentences of one epoch (same UTC time of day: RMC, GGA, GNS,
 GLL, VTG, GSA, GSV, ZDA) merge into one Fix. Units: degrees x 1e6,
-decimetres, cm/s, tenths of a degree, HDOP x 10. The UART side (line
-assembly, resynchronisation) is NmeaReader in nmea_reader.py, re-exported.
+decimetres, cm/s, tenths of a degree, HDOP x 10. Field conversion and the
+Fix class live in nmea_fields.py; the UART side (line assembly,
+resynchronisation) is NmeaReader in nmea_reader.py, re-exported.
 """
 
 try:
@@ -15,7 +16,7 @@ except ImportError:
     def const(x):
         return x
 
-from civil import days_from_civil
+from nmea_fields import Fields, Fix, check_ymd  # noqa: F401  Fix is part of this API
 
 _MAX_FIELDS = const(40)
 _RMC = const(0x524D43)
@@ -39,7 +40,6 @@ _TALKERS = {0x4750: 1, 0x474C: 2, 0x4741: 3, 0x4742: 4, 0x4244: 4,
 # One-character fields as shared strings (no allocation per sentence).
 _CH = {65: "A", 67: "C", 68: "D", 69: "E", 70: "F", 77: "M", 78: "N",
        80: "P", 82: "R", 83: "S", 85: "U", 86: "V"}
-_MDAYS = b"\x1f\x1c\x1f\x1e\x1f\x1e\x1f\x1f\x1e\x1f\x1e\x1f"
 
 # Sentence bits in Fix.sentences.
 S_RMC = const(1)
@@ -50,92 +50,10 @@ S_VTG = const(16)
 S_GSA = const(32)
 S_GSV = const(64)
 S_ZDA = const(128)
-
-_BAD = const(-2)  # a field that is present but malformed
-
-
-def _days_in_month(y, m):
-    if m == 2 and y % 4 == 0 and (y % 100 != 0 or y % 400 == 0):
-        return 29
-    return _MDAYS[m - 1]
+_BAD = const(-2)  # nmea_fields.BAD: a field that is present but malformed
 
 
-class Fix:
-    """One merged epoch. Unknown values: tod_ms -1, year 0, speed_cmps and
-    course_ddeg -1, hdop_x10 0, has_alt False. Per-system satellite counts
-    are indexed by SYS_* (index 0 counts satellites of unknown system)."""
-
-    def __init__(self):
-        self.used = bytearray(8)
-        self.in_view = bytearray(8)
-        self.clear()
-
-    def clear(self):
-        self.valid = False  # a position fix the receiver vouches for
-        self.has_pos = False
-        self.lat_e6 = 0
-        self.lon_e6 = 0
-        self.has_alt = False
-        self.alt_dm = 0  # above mean sea level
-        self.geoid_dm = 0
-        self.speed_cmps = -1
-        self.course_ddeg = -1  # true course over ground, 0..3599
-        self.year = 0
-        self.month = 0
-        self.day = 0
-        self.tod_ms = -1  # UTC milliseconds since midnight
-        self.hour = 0
-        self.minute = 0
-        self.second = 0
-        self.ms = 0
-        self.quality = 0  # GGA: 0 none, 1 GPS, 2 DGPS, 4 RTK, 5 float, 6 DR
-        self.mode = ""  # A autonomous, D differential, E estimated, N none...
-        self.nav_status = ""  # NMEA 4.1: S safe, C caution, U unsafe, V invalid
-        self.fix_type = 0  # GSA: 1 none, 2 2D, 3 3D
-        self.sats_used = 0
-        self.sats_in_view = 0
-        self.hdop_x10 = 0
-        self.pdop_x10 = 0
-        self.vdop_x10 = 0
-        self.sentences = 0  # S_* bits of what was merged
-        self._yes = False
-        self._no = False
-        u = self.used
-        v = self.in_view
-        for i in range(8):
-            u[i] = 0
-            v[i] = 0
-
-    def has_time(self):
-        return self.tod_ms >= 0
-
-    def has_date(self):
-        return self.year > 0
-
-    def unix_s(self):
-        """Unix seconds (UTC) of this epoch, or None without date and time."""
-        if self.year <= 0 or self.tod_ms < 0:
-            return None
-        return days_from_civil(self.year, self.month, self.day) * 86400 + self.tod_ms // 1000
-
-    def copy(self):
-        """A detached copy (the reader reuses its Fix objects)."""
-        c = Fix()
-        for k in ("valid", "has_pos", "lat_e6", "lon_e6", "has_alt", "alt_dm", "geoid_dm",
-                  "speed_cmps", "course_ddeg", "year", "month", "day", "tod_ms", "hour",
-                  "minute", "second", "ms", "quality", "mode", "nav_status", "fix_type",
-                  "sats_used", "sats_in_view", "hdop_x10", "pdop_x10", "vdop_x10", "sentences"):
-            setattr(c, k, getattr(self, k))
-        c.used[:] = self.used
-        c.in_view[:] = self.in_view
-        return c
-
-    def __repr__(self):
-        return "Fix(valid=%s lat_e6=%d lon_e6=%d t=%d %04d-%02d-%02d)" % (
-            self.valid, self.lat_e6, self.lon_e6, self.tod_ms, self.year, self.month, self.day)
-
-
-class NmeaParser:
+class NmeaParser(Fields):
     """Parses sentences lying in self._buf and merges them into epochs.
 
     parse(start, end) takes one sentence without its line ending ($ at start)
@@ -144,10 +62,8 @@ class NmeaParser:
     objects are swapped; call .copy() to keep one longer)."""
 
     def __init__(self, allow_no_checksum=False, buf_size=512):
+        Fields.__init__(self, buf_size)
         self.allow_no_checksum = allow_no_checksum
-        self._buf = bytearray(buf_size)
-        self._fs = [0] * (_MAX_FIELDS + 1)
-        self._nf = 0
         self._work = Fix()
         self._done = Fix()
         self._date = 0  # last date seen as y*10000+m*100+d, carried to later epochs
@@ -155,140 +71,6 @@ class NmeaParser:
         self.stats = {"accepted": 0, "checksum_errors": 0, "no_checksum": 0, "too_long": 0,
                       "unknown": 0, "bad_fields": 0, "garbage": 0, "fixes": 0, "errors": 0}
 
-    # --- fields -----------------------------------------------------------
-    def _end(self, i):
-        """End (exclusive) of field i < self._nf; it starts at self._fs[i]."""
-        return self._fs[i + 1] - 1
-
-    def _ch(self, i):
-        """First byte of field i, 0 when empty or absent."""
-        if i >= self._nf:
-            return 0
-        a = self._fs[i]
-        return self._buf[a] if a < self._fs[i + 1] - 1 else 0
-
-    def _num(self, i, nd):
-        """Field i as an int x 10**nd (rounded); None empty, False malformed."""
-        if i >= self._nf:
-            return None
-        buf = self._buf
-        a = self._fs[i]
-        b = self._fs[i + 1] - 1
-        if a >= b:
-            return None
-        if b - a > 12:
-            return False
-        neg = buf[a] == 45
-        if neg or buf[a] == 43:
-            a += 1
-        v = 0
-        frac = -1
-        digits = 0
-        while a < b:
-            c = buf[a]
-            a += 1
-            if 48 <= c <= 57:
-                digits += 1
-                if frac < nd:
-                    v = v * 10 + c - 48
-                    if frac >= 0:
-                        frac += 1
-                elif frac == nd:
-                    if c >= 53:
-                        v += 1
-                    frac += 1
-            elif c == 46 and frac < 0:
-                frac = 0
-            else:
-                return False
-        if digits == 0:
-            return False
-        if frac < 0:
-            frac = 0
-        while frac < nd:
-            v *= 10
-            frac += 1
-        return -v if neg else v
-
-    def _coord(self, i, deg_max):
-        """ddmm.mmmm / dddmm.mmmm plus hemisphere field i+1 -> degrees x 1e6;
-        None when empty, False when malformed or out of range."""
-        a = self._fs[i] if i < self._nf else 0
-        b = self._end(i) if i < self._nf else 0
-        if a >= b:
-            return None
-        buf = self._buf
-        dot = buf.find(b".", a, b)
-        if dot < 0:
-            dot = b
-        if dot - a < 3 or dot - a > 5 or b - dot > 11:
-            return False
-        deg = 0
-        for k in range(a, dot):
-            c = buf[k] - 48
-            if c < 0 or c > 9:
-                return False
-            deg = deg * 10 + c
-        mins = deg % 100
-        deg //= 100
-        frac = 0
-        n = 0
-        for k in range(dot + 1, b):
-            c = buf[k] - 48
-            if c < 0 or c > 9:
-                return False
-            if n < 6:
-                frac = frac * 10 + c
-                n += 1
-        while n < 6:
-            frac *= 10
-            n += 1
-        if mins >= 60:
-            return False
-        v = deg * 1000000 + (mins * 1000000 + frac + 30) // 60
-        if v > deg_max * 1000000:
-            return False
-        h = self._ch(i + 1)
-        if h == 83 or h == 87:  # S, W
-            return -v
-        if h == 78 or h == 69:  # N, E
-            return v
-        return False
-
-    def _tod(self, i):
-        """hhmmss[.sss] -> ms since midnight; -1 empty, _BAD malformed."""
-        a = self._fs[i] if i < self._nf else 0
-        b = self._end(i) if i < self._nf else 0
-        if a >= b:
-            return -1
-        if b - a < 6:
-            return _BAD
-        buf = self._buf
-        v = 0
-        for k in range(a, a + 6):
-            c = buf[k] - 48
-            if c < 0 or c > 9:
-                return _BAD
-            v = v * 10 + c
-        hh = v // 10000
-        mm = (v // 100) % 100
-        ss = v % 100
-        if hh > 23 or mm > 59 or ss > 60 or (ss == 60 and hh * 100 + mm != 2359):
-            return _BAD  # a leap second only at 23:59:60
-        ms = 0
-        if b > a + 6:
-            if buf[a + 6] != 46:
-                return _BAD
-            scale = 100
-            for k in range(a + 7, b):
-                c = buf[k] - 48
-                if c < 0 or c > 9:
-                    return _BAD
-                ms += c * scale
-                scale //= 10
-        return ((hh * 60 + mm) * 60 + ss) * 1000 + ms
-
-    # --- sentences --------------------------------------------------------
     def parse(self, s, e):
         """Parse buf[s:e] ($ ... *hh, no CR LF); see the class docstring."""
         buf = self._buf
@@ -361,29 +143,21 @@ class NmeaParser:
         st["accepted"] += 1
         return r
 
-    def _date6(self, i):
-        """ddmmyy -> y*10000+m*100+d; -1 empty, _BAD malformed."""
-        a = self._fs[i] if i < self._nf else 0
-        b = self._end(i) if i < self._nf else 0
-        if a >= b:
-            return -1
-        if b - a != 6:
-            return _BAD
-        v = 0
-        for k in range(a, b):
-            c = self._buf[k] - 48
-            if c < 0 or c > 9:
-                return _BAD
-            v = v * 10 + c
-        y = v % 100
-        return _ymd(y + (2000 if y < 80 else 1900), (v // 100) % 100, v // 10000)
+    def _epoch(self, tod, untimed):
+        """Close the open epoch when a sentence brings a different time.
 
-    def _epoch(self, tod):
-        """Close the open epoch when a sentence brings a different time."""
+        untimed: a time field present but empty (a receiver without a fix,
+        at cold start or signal loss). Such sentences are an epoch of their
+        own: joined to a timed one, their V / quality 0 would mark a real
+        fix invalid, whichever burst comes first."""
         w = self._work
         closed = None
-        if tod >= 0:
-            if w.tod_ms >= 0 and w.tod_ms != tod:
+        if untimed:
+            if w.tod_ms >= 0:
+                closed = self.flush()
+            self._work._untimed = True
+        elif tod >= 0:
+            if (w.tod_ms >= 0 and w.tod_ms != tod) or w._untimed:
                 closed = self.flush()
                 w = self._work
             w.tod_ms = tod
@@ -452,12 +226,12 @@ class NmeaParser:
             no = stat != 65
         else:
             n = 9 if key == _GGA else 10
-            sats = self._num(7, 0)
+            sats = self._uint(7)
             hdop = self._num(8, 1)
             alt = self._num(9, 1)
             geo = self._num(n + 2 if key == _GGA else n, 1)
             if key == _GGA:
-                q = self._num(6, 0)
+                q = self._uint(6)
                 if q is False or q is None or q > 8:
                     return False
                 yes = q > 0
@@ -480,7 +254,7 @@ class NmeaParser:
             return False
         if mode == 78:  # mode N: no fix. (4.1 nav status V means "not provided")
             no = True
-        closed = self._epoch(tod)
+        closed = self._epoch(tod, tod < 0 and ti < self._nf)
         w = self._work
         w._yes = w._yes or yes
         w._no = w._no or no
@@ -520,12 +294,13 @@ class NmeaParser:
             crs, kn, kmh, mode = self._num(1, 1), self._num(3, 2), self._num(4, 2), 0
         else:
             return False
-        if crs is False or kn is False or kmh is False or (crs is not None and not 0 <= crs <= 3600):
+        if (crs is False or kn is False or kmh is False or (crs is not None and not 0 <= crs <= 3600)
+                or (kn is not None and kn < 0) or (kmh is not None and kmh < 0)):
             return False
         w = self._work
-        if kmh is not None and kmh >= 0:
+        if kmh is not None:
             w.speed_cmps = (kmh * 5 + 9) // 18  # km/h x100 -> cm/s
-        elif kn is not None and kn >= 0:
+        elif kn is not None:
             w.speed_cmps = (kn * 5144 + 5000) // 10000
         if crs is not None:
             w.course_ddeg = crs % 3600
@@ -535,10 +310,11 @@ class NmeaParser:
         return None
 
     def _gsa(self, sysid):
-        ft = self._num(2, 0)
+        ft = self._uint(2)
         pdop, hdop, vdop = self._num(15, 1), self._num(16, 1), self._num(17, 1)
-        sid = self._num(18, 0) if self._nf > 18 else None
-        if self._nf < 18 or ft is False or pdop is False or hdop is False or vdop is False or sid is False:
+        sid = self._uint(18) if self._nf > 18 else None
+        if (self._nf < 18 or ft is False or not _dop_ok(pdop) or not _dop_ok(hdop) or not _dop_ok(vdop)
+                or sid is False):
             return False
         used = 0
         for i in range(3, 15):
@@ -564,15 +340,15 @@ class NmeaParser:
 
     def _gsv(self, sysid):
         n = self._nf
-        total, num, view = self._num(1, 0), self._num(2, 0), self._num(3, 0)
+        total, num, view = self._uint(1), self._uint(2), self._uint(3)
         extra = (n - 4) % 4
         if (n < 4 or extra > 1 or n > 21 or total is None or total is False or num is None
                 or num is False or not 1 <= num <= total <= 9 or view is False
                 or (view is not None and not 0 <= view <= 99)):
             return False
-        if extra == 1:  # NMEA 4.1 signal id, one hex digit
+        if extra == 1:  # NMEA 4.1 signal id, one hex digit (a u-blox ZED-F9P may leave it empty)
             c = self._ch(n - 1)
-            if not (48 <= c <= 57 or 65 <= c <= 70):
+            if c and not (48 <= c <= 57 or 65 <= c <= 70):
                 return False
         w = self._work
         if view is not None and view > w.in_view[sysid]:
@@ -582,25 +358,25 @@ class NmeaParser:
 
     def _zda(self):
         tod = self._tod(1)
-        d, m, y = self._num(2, 0), self._num(3, 0), self._num(4, 0)
+        d, m, y = self._uint(2), self._uint(3), self._uint(4)
         if tod == _BAD or d is False or m is False or y is False:
             return False
         ymd = -1
         if d is not None and m is not None and y is not None:
-            ymd = _ymd(y, m, d)
+            ymd = check_ymd(y, m, d)
             if ymd == _BAD:
                 return False
-        closed = self._epoch(tod)
+        closed = self._epoch(tod, tod < 0 and self._nf > 1)
         if ymd > 0:
             self._set_date(self._work, ymd)
         self._work.sentences |= S_ZDA
         return closed
 
 
-def _ymd(y, m, d):
-    if not (1980 <= y <= 2099 and 1 <= m <= 12) or not 1 <= d <= _days_in_month(y, m):
-        return _BAD
-    return y * 10000 + m * 100 + d
+
+def _dop_ok(v):
+    """A dilution of precision x 10: empty, or 0..999.9."""
+    return v is None or (v is not False and 0 <= v <= 9999)
 
 
 def NmeaReader(uart=None, **settings):

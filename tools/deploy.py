@@ -37,6 +37,9 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
+from fleet import boardcheck, checks  # noqa: E402
 FIRMWARE = os.path.join(ROOT, "firmware")
 LIB = os.path.join(ROOT, "lib")
 BOARDS = os.path.join(ROOT, "boards")
@@ -45,7 +48,7 @@ FLEET = os.path.join(ROOT, "build", "fleet")
 MIN_VERSION = (1, 23, 0)  # .mpy 6.3 and the umqtt.simple facts in DESIGN.md hold from here
 TESTED_UP_TO = (1, 29)
 MPY_VERSION = (6, 3)  # what mpy-cross 1.28 emits
-MANAGED_DIRS = ("transit", "lib", "boards")  # everything in them belongs to the deploy
+MANAGED_DIRS = ("transit", "lib", "boards", "ota")  # everything in them belongs to the deploy (a cable deploy replaces any OTA release)
 BLOCK = 4096  # LittleFS block on an ESP32
 RESERVE_BLOCKS = 4  # left free for the queue and boot state to keep working
 SECRET_FILES = ("secrets.json",)
@@ -156,9 +159,12 @@ for _n in %(top)r:
         pass
 _s = os.statvfs('/')
 _i = sys.implementation
-print(json.dumps({'version': list(_i.version[:3]), 'mpy': getattr(_i, '_mpy', 0), 'platform': sys.platform,
+%(extra)s
+_r = {'version': list(_i.version[:3]), 'mpy': getattr(_i, '_mpy', 0), 'platform': sys.platform,
   'machine': getattr(_i, '_machine', ''), 'block': _s[0], 'free': _s[0] * _s[3],
-  'total': _s[0] * _s[2], 'files': _f}))
+  'total': _s[0] * _s[2], 'files': _f}
+_r.update(_x)
+print(json.dumps(_r))
 """
 
 AFTER_BOOT_PY = """
@@ -209,8 +215,10 @@ def load_device(device_dir):
         sys.path.insert(0, FIRMWARE)
     from transit.config import ConfigError, load  # noqa: E402 - the firmware's validator, run on the host
     try:
-        return load(os.path.join(device_dir, "device.json"), os.path.join(device_dir, "secrets.json"))
-    except ConfigError as e:
+        cfg = load(os.path.join(device_dir, "device.json"), os.path.join(device_dir, "secrets.json"))
+        checks.geofences(cfg.get("geofences"))  # the firmware's parser: a bad zone crash-loops the board
+        return cfg
+    except (ConfigError, ValueError) as e:
         raise DeployError("the configuration in %s is wrong (%s): fix it or run `make provision` again"
                           % (device_dir, e))
 
@@ -233,6 +241,13 @@ def _put(stage, rel, src, mpy):
     os.makedirs(os.path.dirname(dest), exist_ok=True)
     if mpy and rel.endswith(".mpy"):
         _compile(src, dest)
+    elif rel in SECRET_FILES:  # never readable by others, not even for the seconds of a deploy
+        with open(src, "rb") as f:
+            data = f.read()
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(dest, 0o600)
     else:
         shutil.copyfile(src, dest)
     return rel
@@ -250,7 +265,7 @@ def stage_files(cfg, device_dir, stage, mpy=False):
     """Lay out the board's filesystem in `stage`; return {board path: sha256}."""
     if os.path.exists(stage):
         shutil.rmtree(stage)
-    os.makedirs(stage)
+    os.makedirs(stage, mode=0o700)
     rels = []
     for name in ("boot.py", "main.py"):  # the firmware runs these by name: always source
         rels.append(_put(stage, name, os.path.join(FIRMWARE, name), False))
@@ -283,17 +298,28 @@ def stage_files(cfg, device_dir, stage, mpy=False):
     return {rel: sha256_file(os.path.join(stage, rel)) for rel in sorted(rels)}
 
 
-def _git_commit():
+def git_version(root=ROOT):
+    """{"commit": short hash (+"-dirty"), "dirty": bool}: uncommitted changes to tracked files, or
+    untracked files in what goes to the board, make a deploy "dirty"."""
+    def git(*args):
+        return subprocess.run(["git"] + list(args), cwd=root, capture_output=True, text=True)
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-        return out.stdout.strip() or "unknown"
+        head = git("rev-parse", "--short", "HEAD")
+        if head.returncode != 0:
+            return {"commit": "unknown", "dirty": True}
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no").stdout.strip()) or bool(
+            git("status", "--porcelain", "--untracked-files=all", "--", "firmware", "lib", "boards").stdout.strip())
     except OSError:
-        return "unknown"
+        return {"commit": "unknown", "dirty": True}
+    commit = head.stdout.strip()
+    return {"commit": commit + ("-dirty" if dirty else ""), "dirty": dirty}
 
 
-def write_manifest(stage, cfg, files, mpy, board_info):
+def write_manifest(stage, cfg, files, mpy, board_info, version=None):
+    version = version or git_version()
     doc = {"format": 1, "device_id": cfg["device_id"], "role": cfg["role"], "board": cfg["board"],
-           "commit": _git_commit(), "deployed_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+           "commit": version["commit"], "dirty": version["dirty"],
+           "deployed_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
            "mpy": mpy, "micropython": ".".join(str(x) for x in board_info["version"]),
            # the secrets' hash stays off the board: it would only help someone guess them
            "files": {rel: (None if rel in SECRET_FILES else h) for rel, h in files.items()}}
@@ -412,8 +438,9 @@ def reset_and_watch(port, banner_timeout=15.0, settle_s=4.0):
             now = time.monotonic()
             if banner_at is None and now - start > banner_timeout:
                 break
-            if banner_at is not None and now - banner_at > settle_s:
-                break
+            if banner_at is not None and now - banner_at > settle_s and (
+                    b"Traceback" not in text or now - banner_at > settle_s + 10):
+                break  # a traceback in progress gets up to 10 s more for its last line
             try:
                 n = t.serial.inWaiting()
                 chunk = t.serial.read(n) if n else b""
@@ -430,10 +457,7 @@ def reset_and_watch(port, banner_timeout=15.0, settle_s=4.0):
             shown = max(shown, len(lines) - 1)
             if banner_at is None and (b"MicroPython v" in text or b"rst:" in text):
                 banner_at = time.monotonic()
-            if b"SAFE MODE:" in text or b"Traceback (most recent call last)" in text:
-                time.sleep(0.3)
-                n = t.serial.inWaiting()
-                text += t.serial.read(n) if n else b""
+            if boot_error_complete(text):
                 break
     finally:
         try:
@@ -451,9 +475,31 @@ def reset_and_watch(port, banner_timeout=15.0, settle_s=4.0):
         reason = out.split("SAFE MODE:", 1)[1].strip().splitlines()[0]
         raise DeployError("the board booted into safe mode (%s): fix that, then run the deploy again" % reason)
     if "Traceback (most recent call last)" in out:
-        raise DeployError("the firmware raised an error at boot (shown above): tell the developers and "
-                          "keep this output")
+        last = _error_line(out)
+        raise DeployError("the firmware raised an error at boot (%s; shown above): tell the developers and "
+                          "keep this output" % (last or "its last line did not arrive"))
     return time.monotonic() - start
+
+
+def _error_line(text):
+    """The exception line of the first traceback in text (the first unindented line after it), or None."""
+    tail = text.replace("\r", "").split("Traceback (most recent call last)", 1)[1].split("\n")[1:]
+    for i, ln in enumerate(tail):
+        if ln and not ln[0].isspace():
+            return ln.strip() if i < len(tail) - 1 else None  # only a line that has ended
+    return None
+
+
+def boot_error_complete(text):
+    """True once a safe-mode line or a whole traceback (up to its error line) has arrived.
+
+    Stopping at the word "Traceback" cut the output before the line that
+    says what went wrong; the boot watch's own deadline bounds the wait."""
+    if b"SAFE MODE:" in text:
+        return b"\n" in text.split(b"SAFE MODE:", 1)[1]
+    if b"Traceback (most recent call last)" in text:
+        return _error_line(text.decode("utf-8", "replace")) is not None
+    return False
 
 
 # --------------------------------------------------------------------------
@@ -461,8 +507,30 @@ def reset_and_watch(port, banner_timeout=15.0, settle_s=4.0):
 # --------------------------------------------------------------------------
 
 
+def _refusal(fn, *args):
+    try:
+        return fn(*args)
+    except boardcheck.Refusal as e:
+        raise DeployError(str(e))
+
+
+def _config():
+    if FIRMWARE not in sys.path:
+        sys.path.insert(0, FIRMWARE)
+    from transit import config  # noqa: E402 - the firmware's validator
+    return config
+
+
+def _remove_staged_secrets(stage):
+    for name in SECRET_FILES:
+        try:
+            os.unlink(os.path.join(stage, name))
+        except FileNotFoundError:
+            pass
+
+
 def deploy(port, device, mpy=False, verify_only=False, reset=True, stage=None, fleet=FLEET,
-           settle_s=4.0):
+           settle_s=4.0, wipe_queue_of=None, overwrite_settings=False):
     t0 = time.monotonic()
     check_port(port)
     device_dir = resolve_device_dir(device, fleet)
@@ -471,69 +539,89 @@ def deploy(port, device, mpy=False, verify_only=False, reset=True, stage=None, f
     say("stage: %s for %s (%s, board %s)%s" % (os.path.relpath(stage, ROOT), cfg["device_id"], cfg["role"],
                                                cfg["board"], ", compiled to .mpy" if mpy else ""))
     files = stage_files(cfg, device_dir, stage, mpy)
-    total = sum(os.path.getsize(os.path.join(stage, r)) for r in files)
-    say("stage: %d files, %.1f KiB" % (len(files), total / 1024))
+    sizes = {r: os.path.getsize(os.path.join(stage, r)) for r in files}
+    try:
+        total = sum(sizes.values())
+        say("stage: %d files, %.1f KiB" % (len(files), total / 1024))
 
-    say("board: asking %s for its version and files" % port)
-    info = board_exec(port, PROBE % {"dirs": MANAGED_DIRS, "top": ("boot.py", "main.py", "device.json",
-                                                                   "secrets.json", "ca.der", "manifest.json")},
-                      resume=False)
-    board_mpy = check_board(info, mpy)
-    say("board: MicroPython %s (.mpy %d.%d, %s), %d KiB free of %d KiB, %d files in %s"
-        % (fmt_version(info["version"]), board_mpy[0], board_mpy[1], info["platform"], info["free"] // 1024,
-           info["total"] // 1024, len(info["files"]), "/".join(MANAGED_DIRS)))
-    if verify_only:
+        say("board: asking %s for its version and files" % port)
+        info = board_exec(port, PROBE % {"dirs": MANAGED_DIRS, "top": ("boot.py", "main.py", "device.json",
+                                                                       "secrets.json", "ca.der", "manifest.json"),
+                                         "extra": boardcheck.PROBE_EXTRA},
+                          resume=False)
+        board_mpy = check_board(info, mpy)
+        with open(os.path.join(BOARDS, cfg["board"] + ".json")) as f:
+            chip = _refusal(boardcheck.chip_check, info, json.load(f), cfg["board"], port)
+        say("board: MicroPython %s (.mpy %d.%d, %s, chip %s), %d KiB free of %d KiB, %d files in %s"
+            % (fmt_version(info["version"]), board_mpy[0], board_mpy[1], info["platform"], chip, info["free"] // 1024,
+               info["total"] // 1024, len(info["files"]), "/".join(MANAGED_DIRS)))
+        if verify_only:
+            _remove_staged_secrets(stage)
+            verify(port, files)
+            say("done: %s matches this checkout" % cfg["device_id"])
+            return {"copied": 0}
+        wipe = _refusal(boardcheck.foreign_queue, info, cfg["device_id"], wipe_queue_of, cfg.get("queue_wipe", ""))
+        drift = _refusal(boardcheck.settings_drift, info, device_dir, _config())
+        if drift and not overwrite_settings:
+            _refusal(boardcheck.refuse_drift, drift)
+        if drift:
+            say("settings: replacing what changed on the board since the last deploy: %s" % "; ".join(drift))
+        if wipe:
+            res = board_exec(port, boardcheck.WIPE)
+            say("queue: wiped the queue of %s (%d files), as --wipe-queue-of asked" % (wipe, res.get("wiped", 0)))
+
+        check_space(info, files, stage)
+        stale = stale_files(info, files)
+        cleanup = ["import os"]
+        for rel in (["manifest.json"] if "manifest.json" in info["files"] else []) + stale:
+            cleanup.append("os.remove(%r)" % rel)
+        for rel in stale:
+            say("clean: removing stale %s" % rel)
+        if len(cleanup) > 1:
+            mpremote(port, ["exec", "\n".join(cleanup)])
+
+        entries = sorted({rel.split("/")[0] for rel in files})
+        say("copy: mpremote fs cp -r (unchanged files are skipped by SHA-256)")
+        unchanged = set()
+
+        def on_line(line):
+            if line.startswith("Up to date: "):
+                rel = line[len("Up to date: "):]
+                rel = rel[2:] if rel.startswith("./") else rel
+                unchanged.add(rel)
+                say("  unchanged %s" % rel)
+            elif line.startswith("cp "):
+                src = line.split()[1]
+                say("  copying %s" % os.path.relpath(src, stage))
+
+        try:
+            mpremote(port, ["fs", "cp", "-r"] + [os.path.join(stage, e) for e in entries] + [":."], stream=on_line)
+        finally:
+            _remove_staged_secrets(stage)
+        copied = [r for r in files if r not in unchanged]
+        sent = sum(sizes[r] for r in copied)
+        say("copy: %d copied (%.1f KiB), %d unchanged" % (len(copied), sent / 1024, len(unchanged)))
+
         verify(port, files)
-        say("done: %s matches this checkout" % cfg["device_id"])
-        return {"copied": 0}
-
-    check_space(info, files, stage)
-    stale = stale_files(info, files)
-    cleanup = ["import os"]
-    for rel in (["manifest.json"] if "manifest.json" in info["files"] else []) + stale:
-        cleanup.append("os.remove(%r)" % rel)
-    for rel in stale:
-        say("clean: removing stale %s" % rel)
-    if len(cleanup) > 1:
-        mpremote(port, ["exec", "\n".join(cleanup)])
-
-    entries = sorted({rel.split("/")[0] for rel in files})
-    say("copy: mpremote fs cp -r (unchanged files are skipped by SHA-256)")
-    unchanged = set()
-
-    def on_line(line):
-        if line.startswith("Up to date: "):
-            rel = line[len("Up to date: "):]
-            rel = rel[2:] if rel.startswith("./") else rel
-            unchanged.add(rel)
-            say("  unchanged %s" % rel)
-        elif line.startswith("cp "):
-            src = line.split()[1]
-            say("  copying %s" % os.path.relpath(src, stage))
-
-    mpremote(port, ["fs", "cp", "-r"] + [os.path.join(stage, e) for e in entries] + [":."], stream=on_line)
-    copied = [r for r in files if r not in unchanged]
-    sent = sum(os.path.getsize(os.path.join(stage, r)) for r in copied)
-    say("copy: %d copied (%.1f KiB), %d unchanged" % (len(copied), sent / 1024, len(unchanged)))
-
-    verify(port, files)
-    manifest = write_manifest(stage, cfg, files, mpy, info)
-    mpremote(port, ["fs", "cp", "-f", manifest, ":manifest.json"])
-    say("manifest: /manifest.json written")
-    after = board_exec(port, AFTER_BOOT_PY, resume=False)
-    want = "/lib/umqtt/simple." + ("mpy" if mpy else "py")
-    if after.get("umqtt") != want:
-        raise DeployError("the board imports umqtt.simple from %s, not the pinned copy %s: check that boot.py "
-                          "was deployed and puts /lib ahead of .frozen" % (after.get("umqtt"), want))
-    say("check: after boot.py the board imports umqtt.simple from %s" % want)
-    boot_s = None
-    if reset:
-        boot_s = reset_and_watch(port, settle_s=settle_s)
-        say("boot: the board restarted without safe mode or errors")
-    say("done: %s deployed in %.1f s (%d copied, %d unchanged, %d stale removed)"
-        % (cfg["device_id"], time.monotonic() - t0, len(copied), len(unchanged), len(stale)))
-    return {"copied": len(copied), "unchanged": len(unchanged), "bytes": sent, "stale": stale,
-            "seconds": time.monotonic() - t0, "boot_s": boot_s}
+        manifest = write_manifest(stage, cfg, files, mpy, info)
+        mpremote(port, ["fs", "cp", "-f", manifest, ":manifest.json"])
+        say("manifest: /manifest.json written")
+        after = board_exec(port, AFTER_BOOT_PY, resume=False)
+        want = "/lib/umqtt/simple." + ("mpy" if mpy else "py")
+        if after.get("umqtt") != want:
+            raise DeployError("the board imports umqtt.simple from %s, not the pinned copy %s: check that boot.py "
+                              "was deployed and puts /lib ahead of .frozen" % (after.get("umqtt"), want))
+        say("check: after boot.py the board imports umqtt.simple from %s" % want)
+        boot_s = None
+        if reset:
+            boot_s = reset_and_watch(port, settle_s=settle_s)
+            say("boot: the board restarted without safe mode or errors")
+        say("done: %s deployed in %.1f s (%d copied, %d unchanged, %d stale removed)"
+            % (cfg["device_id"], time.monotonic() - t0, len(copied), len(unchanged), len(stale)))
+        return {"copied": len(copied), "unchanged": len(unchanged), "bytes": sent, "stale": stale,
+                "seconds": time.monotonic() - t0, "boot_s": boot_s}
+    finally:
+        _remove_staged_secrets(stage)  # never left in build/deploy/
 
 
 def main(argv=None):
@@ -545,13 +633,18 @@ def main(argv=None):
     ap.add_argument("--verify-only", action="store_true", help="only compare the board with this checkout")
     ap.add_argument("--no-reset", action="store_true", help="do not reset the board at the end")
     ap.add_argument("--settle", type=float, default=4.0, help="seconds to watch the boot after the banner")
+    ap.add_argument("--wipe-queue-of", metavar="OLD_DEVICE_ID",
+                    help="the board holds unsent records of OLD_DEVICE_ID: delete them (confirm by naming it)")
+    ap.add_argument("--overwrite-settings", action="store_true",
+                    help="replace settings changed on the board (remote `set`) with the provisioned device.json")
     args = ap.parse_args(argv)
     if not args.port:
         print("deploy: no port given: run `make flash PORT=/dev/ttyUSB0 DEVICE=<id>`", file=sys.stderr)
         return 2
     try:
         deploy(args.port, args.device, mpy=args.mpy, verify_only=args.verify_only, reset=not args.no_reset,
-               fleet=args.fleet, settle_s=args.settle)
+               fleet=args.fleet, settle_s=args.settle, wipe_queue_of=args.wipe_queue_of,
+               overwrite_settings=args.overwrite_settings)
     except DeployError as e:
         print("deploy: FAILED: %s" % e, file=sys.stderr)
         return 1

@@ -3,14 +3,22 @@
 
     .venv/bin/python tools/doctor.py --port /dev/ttyUSB0
     .venv/bin/python tools/doctor.py --port socket://127.0.0.1:4567 --json
+    .venv/bin/python tools/doctor.py --port /dev/ttyUSB0 --creds build/fleet/broker/consumer.json
 
 Stops the application (Ctrl-C, as mpremote does), reads in one round trip:
 MicroPython version and .mpy version, reset cause and boot counters, last
 error and safe-mode reason, heap, flash, the durable queue's depth, which
 umqtt.simple is imported, the deployed manifest (and whether the files still
 match it) and the configuration without secrets (Wi-Fi keys and the broker
-password show only as "set"). Then it resets the board so the application
-runs again (--stay keeps it in the REPL for a technician).
+password show only as "set"), the Wi-Fi state (status code, networks in
+range) and, with the link up, whether the broker's port answers from the
+board; from those, one line saying why the broker would see it offline.
+Then it resets the board so the application runs again (--stay keeps it in
+the REPL for a technician). Exit code 3 when something needs fixing (safe
+mode, files differ from the manifest, no broker password...). With --creds
+it also shows the status the broker keeps for the board (its link, uplink
+failure counters and last error as the board last reported them, safe mode,
+or the last will that says the broker lost it).
 """
 
 import argparse
@@ -23,6 +31,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 from deploy import DeployError, check_port, explain, mpremote_cmd  # noqa: E402
+from fleet.diagnose import broker_line, broker_status, link_line, offline_why, problems  # noqa: E402
 
 RESET_NAMES = {1: "power on (or brownout)", 2: "hard reset", 3: "watchdog", 4: "deep sleep wake",
                5: "soft reset (machine.reset() or a crash)"}
@@ -48,6 +57,9 @@ def _load(n):
     except ValueError:
         return 'unreadable'
 _r['bootstate'] = _load('bootstate.json')
+_r['time'] = _load('data/time.json')
+import time as _tm
+_r['clock'] = int(_tm.time()) + (946684800 if _tm.gmtime(0)[0] == 2000 else 0)
 try:
     with open('safemode.txt') as f:
         _r['safemode'] = f.read().strip()
@@ -100,6 +112,42 @@ try:
     _r['umqtt'] = getattr(_u, '__file__', '(frozen)')
 except ImportError:
     _r['umqtt'] = 'missing'
+_n = {}
+try:
+    import network
+    _w = network.WLAN(network.STA_IF)
+    _a = _w.active()
+    _n = {'active': _a, 'connected': _w.isconnected(), 'status': _w.status()}
+    if _n['connected']:
+        _n['ip'] = _w.ifconfig()[0]
+    else:
+        _w.active(True)
+        try:
+            _n['in_range'] = [[_x[0].decode(), _x[3]] for _x in _w.scan()]
+        except OSError as e:
+            _n['scan_error'] = repr(e)
+        _w.active(_a)
+    for _k in ('STAT_IDLE', 'STAT_CONNECTING', 'STAT_GOT_IP', 'STAT_NO_AP_FOUND', 'STAT_WRONG_PASSWORD',
+               'STAT_BEACON_TIMEOUT', 'STAT_ASSOC_FAIL', 'STAT_HANDSHAKE_TIMEOUT'):
+        if getattr(network, _k, None) == _n['status']:
+            _n['status_name'] = _k
+except Exception as e:
+    _n['error'] = repr(e)
+_r['wifi'] = _n
+if isinstance(_d, dict) and _n.get('connected'):
+    import socket
+    _b = _d.get('broker') or {}
+    try:
+        _ai = socket.getaddrinfo(_b.get('host'), _b.get('port', 8883))[0][-1]
+        _so = socket.socket()
+        _so.settimeout(3)
+        try:
+            _so.connect(_ai)
+            _r['broker_tcp'] = 'reachable'
+        finally:
+            _so.close()
+    except OSError as e:
+        _r['broker_tcp'] = 'unreachable: ' + repr(e)
 gc.collect()
 _r['heap'] = {'free': gc.mem_free(), 'used': gc.mem_alloc()}
 _v = os.statvfs('/')
@@ -131,6 +179,23 @@ def _kib(n):
     return "%.0f KiB" % (n / 1024)
 
 
+def _utc(s):
+    import time
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(s)) if isinstance(s, int) else "?"
+
+
+def clock_line(t, clock):
+    """The board's clock and, from data/time.json (firmware/transit/timesync.py),
+    whether it was ever set: TLS refuses the broker's certificate until it is."""
+    if not isinstance(t, dict):
+        return "clock        board says %s; no time record yet (data/time.json)" % _utc(clock)
+    if t.get("synced"):
+        return "clock        board says %s; last set by %s" % (_utc(clock), t.get("src"))
+    return ("clock        NOT SET: %s. Board says %s, last good time %s; TLS to the broker fails until the "
+            "clock is set (check time.sntp in device.json, the network, the GPS aerial)"
+            % (t.get("why") or "no time source", _utc(clock), _utc(t.get("floor"))))
+
+
 def report(st):
     """Human-readable lines (secrets never appear: the board sends none)."""
     out = []
@@ -146,6 +211,7 @@ def report(st):
     else:
         out.append("boot state   %s" % ("none yet (never booted the application)" if bs is None else bs))
     out.append("safe mode    %s" % (st["safemode"] or "no"))
+    out.append(clock_line(st.get("time"), st.get("clock")))
     h = st["heap"]
     out.append("heap         %s free, %s used" % (_kib(h["free"]), _kib(h["used"])))
     fl = st["flash"]
@@ -181,6 +247,13 @@ def report(st):
         out.append("secrets      Wi-Fi keys for %s; broker password %s" % (", ".join(s["wifi"]) or "no network", s["mqtt_password"]))
     else:
         out.append("secrets      %s" % ("no secrets.json" if s is None else s))
+    out.append("link         %s" % link_line(st))
+    if st.get("broker_tcp"):
+        out.append("broker tcp   %s" % st["broker_tcp"])
+    why = offline_why(st)
+    if why:
+        out.append("offline why  %s" % why)
+    out += ["problem      %s" % p for p in problems(st)]
     return out
 
 
@@ -189,6 +262,8 @@ def main(argv=None):
     ap.add_argument("--port", required=True, help="serial port or socket://127.0.0.1:PORT")
     ap.add_argument("--json", action="store_true", help="print the raw status as JSON")
     ap.add_argument("--stay", action="store_true", help="leave the board in the REPL instead of restarting it")
+    ap.add_argument("--creds", help="a credential file from provisioning (build/fleet/broker/consumer.json): also "
+                    "show the status the broker keeps for this board")
     args = ap.parse_args(argv)
     try:
         check_port(args.port)
@@ -199,16 +274,21 @@ def main(argv=None):
     except subprocess.TimeoutExpired:
         print("doctor: FAILED: the board at %s does not answer: press RESET and try again" % args.port, file=sys.stderr)
         return 1
+    if args.creds and isinstance(st.get("device"), dict):
+        st["broker_view"] = broker_status(args.creds, st["device"])
     if args.json:
         print(json.dumps(st, indent=1, sort_keys=True))
     else:
         for line in report(st):
             print(line)
+        if args.creds:
+            print("broker view  %s" % broker_line(st.get("broker_view")))
     if not args.stay:
         restart(args.port)
-    problems = bool(st.get("safemode")) or not isinstance(st.get("manifest"), dict) or bool(
-        (st.get("manifest") or {}).get("mismatch"))
-    return 3 if problems else 0
+    bad = bool(st.get("safemode")) or not isinstance(st.get("manifest"), dict) or bool(
+        (st.get("manifest") or {}).get("mismatch")) or bool(problems(st)) or (
+        isinstance(st.get("time"), dict) and not st["time"].get("synced"))
+    return 3 if bad else 0
 
 
 if __name__ == "__main__":

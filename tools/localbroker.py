@@ -2,8 +2,9 @@
 
 Each Broker writes its own configuration (anonymous; password file + ACL;
 TLS with certificates made at test time), starts `mosquitto -c`, waits until
-the port accepts, and can be stopped, killed, frozen (SIGSTOP), thawed and
-restarted on the same port for fault tests.
+the port accepts, and can be stopped, killed, frozen (SIGSTOP), thawed,
+told to save its persistence database (SIGUSR1) and restarted on the same
+port for fault tests.
 """
 
 import os
@@ -157,6 +158,31 @@ class Broker:
 
     def thaw(self):
         self.proc.send_signal(signal.SIGCONT)
+
+    def save(self, timeout=5.0):
+        """SIGUSR1: write the persistence database now (mosquitto(8)); True
+        once the file has changed. A broker later killed with SIGKILL comes
+        back from this file, so sessions made before it survive. Without
+        persistence there is nothing to save (True)."""
+        if not self.persistence:
+            return True
+        path = os.path.join(self.workdir, "mosquitto.db")
+
+        def stamp():
+            try:
+                st = os.stat(path)
+                return (st.st_mtime_ns, st.st_size, st.st_ino)
+            except FileNotFoundError:
+                return None
+        before = stamp()
+        self.proc.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            now = stamp()
+            if now is not None and now != before:
+                return True
+            time.sleep(0.01)
+        return False
 
     def restart(self):
         self.stop()

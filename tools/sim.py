@@ -6,13 +6,24 @@ a board filesystem in build/sim/<device>/, and runs the real bus firmware
 under the MicroPython unix port on the simulated board (tools/simbus.py):
 1 Hz NMEA along the route with noise and a GPS signal loss, passengers
 boarding and alighting through the door beams at every stop. In the middle
-of the run the broker goes away for a few stops and comes back. A live
-table shows what the broker receives; at the end the broker's view is
-checked against the generated passengers.
+of the run the broker goes away for a few stops and comes back (stopped,
+killed with SIGKILL, or frozen with SIGSTOP: --outage-kind). A live table
+shows what the broker receives; at the end the broker's view is checked
+against the generated passengers. The listener holds a persistent session
+that the broker has saved to disk before the bus starts, so it misses
+nothing even when a persistent broker is killed. One simulator per device
+id at a time: a second one is refused (it would delete the first's queue).
 
     make sim                                  # whole route, 20x real time
     make sim SIM_ARGS="--accel 0 --stops 4"   # as fast as possible, first 4 stops
+    make sim SIM_ARGS="--outage-kind freeze --connect-ms 5000"  # a hung broker: TCP open, nothing answers
     make sim CITY=1                           # also the city bridge: live page, GTFS-RT (docs/city.md)
+
+A socket wait moves the bus's virtual clock as real time passes on a board
+(tools/simnet/select.py), so a blocking connect costs the bus what it costs
+a board. One connect attempt blocks at most connect_ms (10000 by default),
+which the configuration keeps 2 s under watchdog_ms (15000); if a step ever
+outlasts the watchdog, the simulator stops and says so (a board would reboot).
 """
 
 import argparse
@@ -31,6 +42,8 @@ sys.path.insert(0, HERE)
 from localbroker import Broker  # noqa: E402
 from listen import Fleet  # noqa: E402
 from mpbuild import compile_tree  # noqa: E402
+from simlisten import Listener  # noqa: E402
+from simlock import Busy, lock, unlock  # noqa: E402
 
 ROUTE = os.path.join(HERE, "routes", "phitsanulok_line1.json")
 SIM_FILES = ("simbus.py", "simgps.py", "passenger_gen.py")
@@ -41,7 +54,7 @@ def micropython():
     return cand if os.path.exists(cand) else shutil.which("micropython")
 
 
-def layout(folder, device_id, host, port, route, batch_s=10, hosts=None, password=""):
+def layout(folder, device_id, host, port, route, batch_s=10, connect_ms=10000, hosts=None, password=""):
     """A board filesystem: device.json, secrets.json, boards/sim.json."""
     if os.path.isdir(folder):
         shutil.rmtree(folder)
@@ -56,9 +69,11 @@ def layout(folder, device_id, host, port, route, batch_s=10, hosts=None, passwor
               "bus": {"plate": "10-7777", "route": "1"},
               "geofences": [{"id": g["id"], "kind": g["kind"], "at": g["at"], "radius_m": g["radius_m"]}
                             for g in fences],
-              # Timeouts in virtual ms: generous, because free-running virtual time
-              # passes much faster than the real network round trips.
-              "uplink": {"batch_s": batch_s, "ack_ms": 30000, "connect_ms": 30000,
+              # Virtual ms. A socket wait moves virtual time as fast as real time
+              # (tools/simnet/select.py), so connect_ms is what a board waits. Acks
+              # are awaited between loop steps, where free-running virtual time
+              # passes much faster than a real round trip: ack_ms stays generous.
+              "uplink": {"batch_s": batch_s, "ack_ms": 30000, "connect_ms": connect_ms,
                          "backoff_min_ms": 1000, "backoff_max_ms": 15000}}
     with open(os.path.join(folder, "device.json"), "w") as f:
         json.dump(device, f, indent=1)
@@ -67,7 +82,9 @@ def layout(folder, device_id, host, port, route, batch_s=10, hosts=None, passwor
 
 
 def import_path():
-    parts = [compile_tree(os.path.join(ROOT, "tools"), "sim", only=SIM_FILES)]
+    # simnet first: its select.poll moves the virtual clock while the firmware waits on a socket.
+    parts = [compile_tree(os.path.join(HERE, "simnet")),
+             compile_tree(os.path.join(ROOT, "tools"), "sim", only=SIM_FILES)]
     for p in (os.path.join(ROOT, "host_tests", "fakes"), os.path.join(ROOT, "firmware"), os.path.join(ROOT, "lib"),
               os.path.join(ROOT, "build", "mpylib")):
         parts.append(compile_tree(p))
@@ -77,8 +94,9 @@ def import_path():
 class Run:
     """One simulator run; usable from tests (returns the broker's view)."""
 
-    def __init__(self, args, broker=None, out=sys.stdout):
+    def __init__(self, args, broker=None, out=sys.stdout, held=None):
         self.args = args
+        self.held = held  # the device lock, when the caller took it already
         self.out = out
         self.broker = broker
         self.fleet = Fleet()
@@ -89,32 +107,41 @@ class Run:
         self.run_baseline = None
         self.stops = []
         self.hourly = []  # live heap after a collection, at each simulated hour
+        self.listener = None
+        self.reset = None  # the firmware hit a board reset (watchdog): what the line said
+        self.timed_out = False
+        self._down = False
 
     def say(self, text):
         if self.out:
             print(text, file=self.out, flush=True)
 
     def start_listener(self):
-        import paho.mqtt.client as mqtt
-        # A persistent session on a persistent broker: what is published while
-        # the listener reconnects after the outage waits for it.
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="phs-sim-listener-%d" % os.getpid(),
-                        clean_session=False)
-        c.on_connect = lambda c, u, f, rc, p=None: c.subscribe("phs/#", qos=1)
-        c.on_message = lambda c, u, m: self.fleet.feed(m.topic, bytes(m.payload))
-        c.reconnect_delay_set(0.2, 1)
-        c.connect(self.broker.host, self.broker.port, keepalive=10)
-        c.loop_start()
-        self.listener = c
+        """The broker-side listener, subscribed and saved before the bus starts."""
+        self.listener = Listener(self.broker, self.args.device, self.fleet.feed, self.say)
+
+    def stop_listener(self):
+        if self.listener is not None:
+            self.listener.close()
+            self.listener = None
 
     def run(self):
+        held = None if self.held else lock(self.args.device)
+        try:
+            return self._run()
+        finally:
+            self.stop_listener()
+            if held:
+                unlock(held)
+
+    def _run(self):
         a = self.args
         folder = os.path.join(ROOT, "build", "sim", a.device)
         host, port, more = self.broker.host, self.broker.port, None
         if a.broker_hosts:  # the board's own broker list; the listener stays on --broker
             nodes = a.broker_hosts.split(",")
             host, port, more = nodes[0].rpartition(":")[0], int(nodes[0].rpartition(":")[2]), nodes[1:]
-        layout(folder, a.device, host, port, a.route, a.batch_s, more, a.mqtt_password)
+        layout(folder, a.device, host, port, a.route, a.batch_s, a.connect_ms, more, a.mqtt_password)
         scenario = {"route": a.route, "seed": a.seed, "accel": a.accel, "stops": a.stops, "laps": a.laps,
                     "gps_loss": [a.gps_loss_at, a.gps_loss_at + 30] if a.gps_loss_at >= 0 else None,
                     "profile": a.profile, "drain_s": a.drain_s, "busy": a.busy, "hours": a.hours}
@@ -136,6 +163,32 @@ class Run:
         stop_table = threading.Event()
         if a.table:
             threading.Thread(target=self._table, args=(stop_table,), daemon=True).start()
+        guard = None
+        if a.timeout:
+            def overdue():
+                self.timed_out = True
+                proc.kill()
+            guard = threading.Timer(a.timeout, overdue)
+            guard.daemon = True
+            guard.start()
+        try:
+            self._read(proc)
+        finally:
+            if guard:
+                guard.cancel()
+            if proc.poll() is None:
+                proc.kill()
+            rc = proc.wait()
+            stop_table.set()
+            if self._down:  # never leave the broker stopped or frozen
+                self._outage_end(None)
+        if self.timed_out:
+            self.say("sim: the run took more than %.0f s of real time: stopped" % a.timeout)
+        time.sleep(1.0)  # let the last messages reach the listener
+        return rc
+
+    def _read(self, proc):
+        a = self.args
         for line in proc.stdout:
             line = line.rstrip("\n")
             self.lines.append(line)
@@ -145,7 +198,13 @@ class Run:
                 # (stop id, true boardings, true alightings, t_open_unix)
                 self.stops.append((f[3], int(f[5]), int(f[7]), int(f[11])))
                 self.say("sim: " + line[4:])
-                self._outage(n)
+                self._outage(n, int(f[9]))
+            elif line.startswith("SIM reset "):
+                f = line.split()
+                self.reset = {"cause": int(f[2]), "t": int(f[4]), "step_ms": int(f[6]), "watchdog_ms": int(f[8]),
+                              "err": " ".join(f[10:])}
+                self.say("sim: *** the board resets (cause %s) at second %s: one step took %s ms, the watchdog "
+                         "allows %s ms (uplink: %s) ***" % (f[2], f[4], f[6], f[8], self.reset["err"]))
             elif line.startswith("SIM hour "):
                 self.hourly.append(int(line.split()[3]))
             elif line.startswith("SIM baseline-run "):
@@ -158,12 +217,6 @@ class Run:
                     self.say(line)
             else:
                 self.say("firmware: " + line)
-        rc = proc.wait()
-        stop_table.set()
-        time.sleep(1.0)  # let the last messages reach the listener
-        self.listener.loop_stop()
-        self.listener.disconnect()
-        return rc
 
     def measure_baseline(self, folder, env):
         """Heap taken by code, fakes and the simulator's plan, before the firmware's data."""
@@ -180,16 +233,25 @@ class Run:
                 return int(line.split()[2])
         raise RuntimeError("could not measure the baseline heap:\n" + out[-2000:])
 
-    def _outage(self, n):
+    def _outage(self, n, t):
+        """At stop n (bus second t): take the broker away or bring it back."""
         a = self.args
-        if a.outage_after and n == a.outage_after and self.broker.running:
-            self.broker.stop()
-            self.outage.append(("down", n, time.time()))
-            self.say("sim: *** broker DOWN after stop %d (the bus keeps recording) ***" % n)
-        elif a.outage_after and n == a.outage_after + a.outage_stops and not self.broker.running:
+        if a.outage_after and n == a.outage_after and not self._down and self.broker.running:
+            getattr(self.broker, {"stop": "stop", "kill": "kill", "freeze": "freeze"}[a.outage_kind])()
+            self._down = True
+            self.outage.append(("down", n, time.time(), t))
+            self.say("sim: *** broker DOWN (%s) after stop %d (the bus keeps recording) ***" % (a.outage_kind, n))
+        elif a.outage_after and n == a.outage_after + a.outage_stops and self._down:
+            self._outage_end(n, t)
+
+    def _outage_end(self, n, t=None):
+        if self.args.outage_kind == "freeze":
+            self.broker.thaw()
+        else:
             self.broker.start()
-            self.outage.append(("up", n, time.time()))
-            self.say("sim: *** broker UP again at stop %d: backlog drains ***" % n)
+        self._down = False
+        self.outage.append(("up", n, time.time(), t))
+        self.say("sim: *** broker UP again at stop %s: backlog drains ***" % n)
 
     def _table(self, stop):
         while not stop.wait(self.args.every):
@@ -198,6 +260,9 @@ class Run:
     def check(self):
         """Compare the broker's view with the generated truth; return problems."""
         problems = []
+        if self.reset is not None:
+            return ["the board reset (cause %(cause)d) at second %(t)d: a step of %(step_ms)d ms, "
+                    "watchdog %(watchdog_ms)d ms" % self.reset]
         if self.truth is None:
             return ["the simulated bus did not finish (no truth line)"]
         v = self.fleet.vehicles.get(self.args.device)
@@ -252,6 +317,11 @@ def parse(argv=None):
     ap.add_argument("--profile", choices=("clean", "noisy"), default="clean", help="beam signal quality")
     ap.add_argument("--outage-after", type=int, default=3, help="stop the broker after this stop (0 = never)")
     ap.add_argument("--outage-stops", type=int, default=2, help="bring it back this many stops later")
+    ap.add_argument("--outage-kind", choices=("stop", "kill", "freeze"), default="stop",
+                    help="how the broker goes away: stop (SIGTERM), kill (SIGKILL), freeze (SIGSTOP: TCP open, no answer)")
+    ap.add_argument("--connect-ms", type=int, default=10000,
+                    help="uplink.connect_ms: how long the firmware waits for TCP and CONNACK (firmware default 10000)")
+    ap.add_argument("--timeout", type=float, default=0, help="stop the firmware after this many real seconds (0 = never)")
     ap.add_argument("--gps-loss-at", type=int, default=150, help="second of a 30 s GPS signal loss (-1 = none)")
     ap.add_argument("--drain-s", type=int, default=600, help="virtual seconds to wait for the queue to drain")
     ap.add_argument("--heap", default="512K",
@@ -292,11 +362,25 @@ def main(argv=None):
         broker = External()
         broker.host, broker.port = host or "127.0.0.1", int(port)
         args.outage_after = 0
-    else:
-        own = broker = Broker(os.path.join(ROOT, "build", "sim", "broker"), persistence=True).start()
-    bridge = start_bridge(args, broker) if args.bridge else None
-    run = Run(args, broker)
+    bridge = None
     try:
+        held = lock(args.device)  # before touching the device's folders
+    except Busy as e:
+        print("sim: refused: %s" % e)
+        return 2
+    try:
+        if not args.broker:
+            # A broker per device: simulators of different buses may run side by side.
+            folder = os.path.join(ROOT, "build", "sim", "broker-" + args.device)
+            for old in ("mosquitto.db", "mosquitto.db.new"):
+                try:
+                    os.unlink(os.path.join(folder, old))  # the last run's sessions and messages
+                except FileNotFoundError:
+                    pass
+            own = broker = Broker(folder, persistence=True).start()
+        if args.bridge:
+            bridge = start_bridge(args, broker)
+        run = Run(args, broker, held=held)
         rc = run.run()
         if bridge and sys.stdin.isatty():
             input("sim: the page stays up at %s; press Enter to stop " % bridge.web.url)
@@ -305,6 +389,7 @@ def main(argv=None):
             bridge.stop()
         if own:
             own.stop()
+        unlock(held)
     print("\n".join(run.fleet.table()))
     print(run.summary())
     problems = run.check()

@@ -226,8 +226,21 @@ def main(path):
         loops = 0
         import gc
         peak = 0
+        longest = 0  # virtual us of the longest step (a blocking connect shows here)
         while True:
-            app.step()
+            t0 = CLOCK.now_us()
+            try:
+                app.step()
+            except machine.ResetRequested as e:
+                # A board would reboot here (the simulator does not): say why and stop.
+                say("reset", e.cause, "t", scen.seconds, "step_ms", (CLOCK.now_us() - t0) // 1000,
+                    "watchdog_ms", cfg["watchdog_ms"], "err", app.uplink.stats.get("last_error"))
+                raise SystemExit(3)
+            d = CLOCK.now_us() - t0
+            if d > longest:
+                longest = d
+                if d >= 1000000:
+                    say("long-step", scen.seconds, d // 1000, "err", app.uplink.stats.get("last_error"))
             wdt.feed()
             CLOCK.sleep_ms(appmod.LOOP_MS)
             loops += 1
@@ -254,7 +267,9 @@ def main(path):
         app.queue.commit()
         say("truth", json.dumps({"served": scen.served, "seconds": scen.seconds, "depth": app.queue.depth(),
                                  "load": app.stops.load, "peak_heap": peak, "queue": app.queue.stats, "uplink": app.uplink.stats.get("msgs"),
-                                 "visits": app.stops.n}))
+                                 "visits": app.stops.n, "longest_step_ms": longest // 1000,
+                                 "connect": {k: app.uplink.stats.get(k) for k in (
+                                     "attempts", "connects", "fail_timeout", "fail_refused", "fail_tcp", "fail_mqtt", "lost")}}))
         app.uplink.close()
 
     transit.startup.main(run=run, board_dirs=("boards",))

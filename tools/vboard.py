@@ -70,7 +70,7 @@ class VBoard:
     """The bridge. start() returns the TCP port; stop() ends the child and the listener."""
 
     def __init__(self, fs=None, flash_image=None, flash_kib=2048, port=0, heap="512K",
-                 report_version=None, report_mpy=None, frozen=None, setup=None, env=None,
+                 report_version=None, report_mpy=None, report_machine=None, frozen=None, setup=None, env=None,
                  log=None, fakes=FAKES):
         if (fs is None) == (flash_image is None):
             raise ValueError("give the board either a folder (fs) or a LittleFS image (flash_image)")
@@ -81,6 +81,7 @@ class VBoard:
         self.heap = heap
         self.report_version = report_version
         self.report_mpy = report_mpy
+        self.report_machine = report_machine  # e.g. "Generic ESP32 module with ESP32": the chip a deploy checks
         self.frozen = frozen
         self.setup = setup
         self.extra_env = dict(env or {})
@@ -138,6 +139,7 @@ class VBoard:
                     "VBOARD_FS": ("dir:" + self.fs) if self.fs else ("lfs:" + self.flash_image),
                     "FAKE_RESET_CAUSE": str(self.reset_cause)})
         for key, val in (("VBOARD_VERSION", self.report_version), ("VBOARD_MPY", self.report_mpy),
+                         ("VBOARD_MACHINE", self.report_machine),
                          ("VBOARD_FROZEN", "1" if self.frozen else None),
                          ("VBOARD_SETUP", "setup.py" if self.setup else None)):
             if val:
@@ -476,6 +478,8 @@ def main(argv=None):
     ap.add_argument("--heap", default="512K", help="MicroPython heap (default 512K)")
     ap.add_argument("--report-version", help="make the board report this MicroPython version, e.g. 1.19.1")
     ap.add_argument("--report-mpy", help="make the board report this .mpy version, e.g. 6.1")
+    ap.add_argument("--report-machine", help="make the board report this machine, e.g. "
+                    "'Generic ESP32S3 module with ESP32S3' (the chip the deploy checks)")
     ap.add_argument("--frozen", help="folder that plays the firmware's frozen modules ('.frozen' on sys.path)")
     ap.add_argument("--setup", help="MicroPython script run before boot.py on every boot (simulated hardware)")
     ap.add_argument("--log", help="also append everything the board prints to this file")
@@ -483,6 +487,7 @@ def main(argv=None):
     try:
         vb = VBoard(fs=args.fs, flash_image=args.flash_image, flash_kib=args.flash_kib, port=args.port,
                     heap=args.heap, report_version=args.report_version, report_mpy=args.report_mpy,
+                    report_machine=args.report_machine,
                     frozen=args.frozen, setup=args.setup, log=args.log)
         if args.fs:
             os.makedirs(args.fs, exist_ok=True)

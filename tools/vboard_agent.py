@@ -72,17 +72,18 @@ class _SysProxy:
 
 
 class _Impl:
-    def __init__(self, real, version, mpy):
+    def __init__(self, real, version, mpy, machine=None):
         self.name = real.name
         self.version = version
         self._mpy = mpy
-        self._machine = getattr(real, "_machine", "vboard")
+        self._machine = machine or getattr(real, "_machine", "vboard")
 
 
 def _report_version():
     ver = _env("VBOARD_VERSION")
     mpy = _env("VBOARD_MPY")
-    if not ver and not mpy:
+    machine = _env("VBOARD_MACHINE")
+    if not ver and not mpy and not machine:
         return
     real = sys.implementation
     version = real.version
@@ -95,7 +96,7 @@ def _report_version():
     if mpy:
         major, _, sub = mpy.partition(".")
         code = (code & ~0x3FF) | int(major) | (int(sub or 0) << 8)
-    sys.modules["sys"] = _SysProxy(sys, _Impl(real, version, code))
+    sys.modules["sys"] = _SysProxy(sys, _Impl(real, version, code, machine))
 
 
 def _mount():

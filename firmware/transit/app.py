@@ -17,6 +17,7 @@ from transit import VERSION, identity, records as R
 from transit.commands import Commands
 from transit.health import Health, queue_source
 from transit.link import Link
+from transit.timesync import TimeSync
 from transit.uplink import Uplink
 
 LOOP_MS = 20  # idle sleep per iteration: pin callbacks run during it
@@ -29,6 +30,9 @@ BIG_COMMIT_BYTES = 4096  # a commit larger than one flash block waits for closed
 # visits, counts and events are flushed at once).
 COMMIT_MS = 90000
 ERROR_BURST = 20  # this many step errors within a minute: give up and reset
+# A board that takes over-the-air releases keeps this much flash from its
+# queue: a staged release (about 92 KB of .mpy) plus the agent's margin.
+OTA_ROOM_BYTES = 160 * 1024
 STANDING_CMPS = 100  # below this a bus stands: speed 0, course of the last movement
 
 
@@ -60,30 +64,44 @@ class App:
         self.queue, self.epoch = identity.open_queue(
             QUEUE_DIR + "/q", cfg["device_id"], lambda: DurableQueue(
                 QUEUE_DIR + "/q", budget_bytes=budget, commit_ms=qs.get("commit_ms", COMMIT_MS),
-                commit_records=qs.get("commit_records", 64), priority_types=R.PRIORITY_TYPES),
+                commit_records=qs.get("commit_records"), priority_types=R.PRIORITY_TYPES,
+                keep_free_bytes=OTA_ROOM_BYTES if cfg.get("ota_key") else 0),
             cfg.get("queue_wipe", ""))
         self.health = Health(cfg["device_id"], board.reset_cause(), epoch=self.epoch)
         self.link = Link(cfg["networks"], cfg.wifi_key, wlan=wlan, ppp_factory=ppp_factory)
-        hooks = {"reboot": self.reboot, "flush": self.flush, "reset_load": self.reset_load}
+        # The clock is set (SNTP, GPS, flash floor) before the first TLS handshake.
+        self.timesync = TimeSync(cfg, board.rtc(), link=self.link, path=QUEUE_DIR + "/time.json")
+        hooks = {"reboot": self.reboot, "flush": self.flush, "reset_load": self.reset_load, "ota": self.ota_command}
         from transit.limits import Limits
         self.commands = Commands(cfg, cfg["device_id"], hooks, limits=Limits(queue_folder=QUEUE_DIR + "/q"))
         self.uplink = Uplink(cfg, self.queue, commands=self.commands, status_doc=self.health.document,
-                             link=self.link, watch=self.watch_spec(cfg), epoch=self.epoch)
+                             link=self.link, watch=self.watch_spec(cfg), time_gate=self.timesync.gate,
+                             epoch=self.epoch)
+        self.timesync.on_sync = self.uplink.retry_now
         hooks["on_set"] = self.uplink.apply_setting
         self.health.register("queue", queue_source(self.queue))
         self.health.register("link", self.link.status)
         self.health.register("uplink", self.uplink.status)
+        self.health.register("time", self.timesync.status)
         self.health.register("loop", self.loop_status, sparse=True)
         self.health.register("boot", lambda: {"boots": state.boots, "last_error": state.last_error,
                                               "ended": state.ended}, sparse=True)
         self.wdt = None
         self.boot_cause = board.reset_cause()
+        # Over-the-air updates (docs/ota.md): the agent is built only when an
+        # update runs or resumes; a version on trial is confirmed in step().
+        self.ota = None
+        self._ota_cmd_id = None
+        self.trial = _trial_settings()
+        if _exists("ota/job.json") or _exists("ota/state.json"):
+            self._ota_agent()  # a job to resume, a trial, or a rejection to report
+        self.health.register("ota", self._ota_status, sparse=True)
 
     # --- hooks for commands ------------------------------------------
-    def reboot(self):
+    def reboot(self, why="reboot command"):
         self.uplink.close()
         self.queue.commit()
-        self.state.plan("reboot command")  # a planned reset: never counted as a crash
+        self.state.plan(why)  # a planned reset: never counted as a crash
         self.board.reset()
 
     def flush(self):
@@ -93,14 +111,73 @@ class App:
     def reset_load(self):
         return None
 
+    # --- over-the-air updates (transit/ota.py) -----------------------------
+    def _ota_agent(self):
+        if self.ota is None:
+            from transit.ota import Agent
+            self.ota = Agent(self)
+            self.ota.answer = self._ota_answer
+        return self.ota
+
+    def ota_command(self, cmd):
+        from transit.ota import OtaError
+        from transit.commands import CommandError
+        try:
+            r = self._ota_agent().start(cmd)
+        except OtaError as e:
+            raise CommandError(str(e))
+        self._ota_cmd_id = cmd.get("id")
+        return r
+
+    def _ota_answer(self, ok, text):
+        from transit import schema
+        self.uplink.answer_later(schema.ack_doc(self.cfg["device_id"], self._ota_cmd_id, "ota", ok,
+                                                result=text, error=text), ok)
+
+    def _ota_status(self):
+        return self.ota.status() if self.ota is not None else {}
+
+    def chip(self):
+        return self.board.desc["chip"]
+
+    def version(self):
+        return VERSION
+
+    def public_key(self):
+        key = self.cfg.get("ota_key")
+        return bytes.fromhex(key) if key else None
+
+    def tls_context(self):
+        """For https:// releases: the broker's CA checks the release server too."""
+        from transit.uplink import load_ca, tls_context
+        return tls_context(load_ca(self.cfg.get("broker.ca")))
+
+    def may_switch(self, at):
+        """Switch now, or ("idle") only when the vehicle is parked."""
+        return at == "now" or self.parked()
+
+    def parked(self):
+        return True
+
+    def _trial_step(self):
+        """Confirm a version on trial once its loop ran trial_s and the broker
+        took its publish check (lib/otaboot.py rolls back otherwise)."""
+        if time.ticks_diff(time.ticks_ms(), self.t_start) >= self.trial * 1000 and self.uplink.publish_checked():
+            import otaboot
+            ver = otaboot.passed()
+            self.trial = None
+            self.uplink.status_now()  # the operator's rollout waits for this
+            print("ota: version %s passed its trial" % ver)
+
     # --- recording -----------------------------------------------------
     def record(self, rtype, payload, ts, flags):
         """Append to the queue first, then tell the uplink (live first)."""
         try:
             seq = self.queue.append(rtype, payload, ts, flags)
-        except OSError as e:  # the queue counts its own I/O errors; the loop goes on
+        except Exception as e:  # counted in loop.errors; a lost record never resets the board
             self.errors += 1
-            print("queue append failed:", e)
+            self.last_error = repr(e)[:120]
+            print("queue append failed:", self.last_error)
             return None
         self.uplink.offer_live(rtype, seq, ts, flags, payload)
         return seq
@@ -145,7 +222,12 @@ class App:
         if not busy or self.queue.pending_bytes() < BIG_COMMIT_BYTES:
             self.queue.poll()
         self.link.step(not busy)
+        self.timesync.step(not busy)
         self.uplink.step(not busy)
+        if self.ota is not None:
+            self.ota.step(not busy)
+            if self.trial is not None:
+                self._trial_step()
         self.loops += 1
         if not self.healthy_marked and time.ticks_diff(time.ticks_ms(), self.t_start) > HEALTHY_AFTER_MS:
             self.healthy_marked = True
@@ -181,6 +263,7 @@ class BusApp(App):
         self._kinds = (KIND_DEPOT, KIND_TERMINUS, ENTER)
         self.reader = NmeaReader(board.gps_uart())
         self.clock = GpsClock(rtc=board.rtc())
+        self.timesync.clock = self.clock
         self.track = T.Track(cfg.group("track") or None)
         pins = board.door_pins()
         # The ESP32's pulse counter (machine.Encoder, firmware 1.27+) counts every
@@ -204,6 +287,10 @@ class BusApp(App):
 
     def busy(self):
         return self.doors.busy()
+
+    def parked(self):
+        """Ignition off, or inside the depot's geofence: the time to switch versions."""
+        return not self.ignition or self.fences.in_kind(self._kinds[0])
 
     def reset_load(self):
         self.stops.reset_load(self._reasons[3])
@@ -357,15 +444,37 @@ class DepotApp(App):
             c = self.gates.pop()
             if c is None:
                 break
-            self.record(R.COUNT, R.pack_count(c.period_start_unix, c.period_s, c.flags, c.gates), c.period_end_unix, 0)
+            self.record(R.COUNT, R.pack_count(c.period_start_unix, c.period_s, c.flags, c.gates), c.period_end_unix,
+                        self.timesync.flags())
         if self.scanner is not None:
             self.scanner.step()
         while True:
             r = self.roster.pop()
             if r is None:
                 break
-            self.record(R.ROSTER, R.pack_roster(r[0], r[1], r[2], r[3]), self.unix_now(), 0)
+            self.record(R.ROSTER, R.pack_roster(r[0], r[1], r[2], r[3]), self.unix_now(), self.timesync.flags())
         return App.step(self)
+
+
+def _exists(path):
+    import os
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
+def _trial_settings():
+    """Seconds a version on trial must run before it is kept, or None (no trial)."""
+    try:
+        import otaboot
+    except ImportError:
+        return None
+    doc = otaboot.read()
+    if not doc or not doc.get("trial"):
+        return None
+    return doc.get("trial_s", 60)
 
 
 def _mkdir(path):

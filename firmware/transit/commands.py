@@ -8,6 +8,7 @@ A command is a JSON object {"id": "...", "op": "...", "exp": <Unix s>, ...}:
   flush                      -> the uplink drains the queue now
   reset_load                 -> the app zeroes the passenger load
   reboot                     -> answered first, then the app reboots
+  ota        url, at         -> "accepted"; the update runs in the loop (docs/ota.md)
 Further ops come through hooks: hooks[op](cmd) returns the answer, or
 (answer, fn to run once the answer is sent); raising CommandError refuses.
 

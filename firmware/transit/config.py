@@ -37,10 +37,12 @@ SPEC = (
     ("bus.capacity_standing", _INT, 50, 0, 200, True),
     ("depot.name", _STR, "", 0, 32, False),
     ("depot.zone_id", _INT, -1, -1, 255, False),  # geofence id the buses report for this depot
+    ("time.sntp", _LIST, [], 0, 4, False),  # SNTP servers, "host" or "host:port", tried in turn
     ("status_period_s", _INT, 300, 30, 3600, True),
     ("safe_mode_pin", _INT, -1, -1, 39, False),
-    ("watchdog_ms", _INT, 8000, 2000, 60000, False),
+    ("watchdog_ms", _INT, 15000, 2000, 60000, False),  # above uplink.connect_ms + 2 s (validate)
     ("crash_limit", _INT, 3, 1, 20, False),
+    ("ota_key", _STR, "", 0, 64, False),  # hex Ed25519 key that signs releases (docs/ota.md)
     ("safe_mode_report", _BOOL, True, None, None, False),  # safe mode tells the broker (transit.safereport)
     ("allow_remote_unsafe", _BOOL, False, None, None, False),  # commands may switch safety checks off
     ("queue_wipe", _STR, "", 0, 32, False),  # confirms wiping a queue left by this device id (transit.identity)
@@ -227,9 +229,30 @@ def validate(doc, secrets):
             raise ConfigError("networks[%d]: expected {\"ssid\": \"...\"}" % i)
         if not isinstance(secrets.get("wifi", {}).get(net["ssid"]), str):
             raise ConfigError("networks[%d]: no Wi-Fi key for %s in secrets" % (i, net["ssid"]))
+    for i, srv in enumerate(values["time.sntp"]):
+        if not isinstance(srv, str) or not 1 <= len(srv) <= 64:
+            raise ConfigError("time.sntp[%d]: expected \"host\" or \"host:port\"" % i)
     if "mqtt_password" in secrets and not isinstance(secrets["mqtt_password"], str):
         raise ConfigError("secrets: mqtt_password must be a string")
+    why = connect_vs_watchdog(values.get("uplink.connect_ms", CONNECT_MS_DEFAULT), values["watchdog_ms"])
+    if why:
+        raise ConfigError(why)
     return values
+
+
+CONNECT_MS_DEFAULT = 10000  # transit.uplink's default uplink.connect_ms
+WATCHDOG_MARGIN_MS = 2000
+
+
+def connect_vs_watchdog(connect_ms, watchdog_ms):
+    """'' when a connect attempt (which blocks the loop up to connect_ms) ends
+    well before the watchdog would reset the board, else why not."""
+    if isinstance(connect_ms, int) and isinstance(watchdog_ms, int) and \
+            connect_ms + WATCHDOG_MARGIN_MS > watchdog_ms:
+        return ("uplink.connect_ms %d must be at least %d ms below watchdog_ms %d: a connect attempt blocks the "
+                "loop that long, and the watchdog would reset the board" % (connect_ms, WATCHDOG_MARGIN_MS,
+                                                                             watchdog_ms))
+    return ""
 
 
 def load(device_path="device.json", secrets_path="secrets.json"):

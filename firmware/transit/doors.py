@@ -21,9 +21,10 @@ DEFAULTS = {
     "fault_ms": 120000,  # a beam blocked longer is a sensor fault
     "grace_ms": 3000,  # counting continues this long after the door closes
     "switch_debounce_ms": 50,  # the door switch must hold a level this long
-    "bunch_us": 500,  # edges closer than this were delivered late, in a bunch
+    "bunch_us": 500,  # late edges closer than this were run back to back, in a bunch
+    "late_ms": 100,  # edges delivered this long after the previous step came through a blocking call
     "tailgate_gap_ms": 150,  # first beam clear this long before re-blocking: a second person
-    "ring_size": 64,  # edges buffered between two steps (all doors)
+    "ring_size": 256,  # edges buffered between two steps, all doors and switches: a 24 s socket wait
 }
 
 
@@ -47,15 +48,19 @@ class _Door:
     def __init__(self, switch, invert):
         self.switch = switch
         self.invert = invert
-        self.open = False
-        self.cand = 0  # switch level last read (1 = open)
-        self.cand_us = 0
+        self.open = False  # committed (debounced) door state
+        self.cand = 0  # switch level last seen (1 = open), from the ring or a poll
+        self.cand_us = 0  # when that level began
+        self.mis = False  # the polled level disagrees with cand (an edge may be lost)
+        self.mis_us = 0
         self.closed_us = 0
         self.counting = False  # open or within grace
         self.ins = 0
         self.outs = 0
         self.outside = 0  # crossings with the door closed (not passengers)
         self.openings = 0
+        self.switch_edges = 0  # switch edges seen (a switch that never changes is broken)
+        self.switch_lost = 0  # switch changes found by polling: their edge was lost
 
 
 class Doors:
@@ -65,18 +70,27 @@ class Doors:
     objects, as Board.door_pins() gives (tests pass fake machine.Pins).
     A door without a switch counts all the time. config: timing settings
     (see DEFAULTS). encoders: optional PCNT counter per door (see
-    pcnt_encoders), a cross-check that never loses an edge."""
+    pcnt_encoders), a cross-check that never loses an edge.
+
+    Door switches interrupt into the beams' edge ring, so the ring holds
+    door and beam edges in the order their callbacks ran: each crossing is
+    judged by the door state at its own time stamp, even when the loop was
+    blocked while the door opened (the opening is learnt late, with its time)."""
 
     def __init__(self, door_pins, config=None, now_us=None, encoders=None):
         now = ticks_us() if now_us is None else now_us
         self.grace_us = setting(config, "grace_ms") * 1000
         self.switch_us = setting(config, "switch_debounce_ms") * 1000
         timing = {}
-        for k in ("debounce_ms", "linger_ms", "fault_ms", "bunch_us", "tailgate_gap_ms"):
+        for k in ("debounce_ms", "linger_ms", "fault_ms", "bunch_us", "tailgate_gap_ms", "late_ms"):
             timing[k] = setting(config, k)
-        self.bank = BeamBank([(a, b, low) for a, b, _, low in door_pins],
+        self.bank = BeamBank([(a, b, low, sw) for a, b, sw, low in door_pins],
                              setting(config, "ring_size"), now, encoders=encoders, **timing)
         self.doors = []
+        self.now_us = now  # time of the last step
+        self.opened = 0  # door openings since boot, all doors (StopVisits sees openings it missed)
+        self.open_us = now  # time of the latest opening
+        self.close_us = now  # time of the latest closing
         for i, (_, _, sw, low) in enumerate(door_pins):
             d = _Door(sw, 1 if low else 0)
             d.closed_us = (now - self.grace_us - 1) & 0x3FFFFFFF  # closed long ago: no grace at boot
@@ -88,11 +102,14 @@ class Doors:
                 d.cand_us = now
             self.doors.append(d)
             self.bank.fsms[i].on_crossing = self._on_crossing(d)
+        self.bank.on_aux = self._on_switch  # bound once: called from the drain, allocation-free
 
     def _on_crossing(self, d):
         grace = self.grace_us
+        settle = self._settle
 
         def cb(dirn, t_us):
+            settle(d, t_us)
             if d.open or ticks_diff(t_us, d.closed_us) <= grace:
                 if dirn == IN:
                     d.ins += 1
@@ -102,27 +119,52 @@ class Doors:
                 d.outside += 1
         return cb
 
+    def _on_switch(self, k, level, t_us, late):
+        """Door k's switch level from the ring, in order with the beams'
+        edges: its own edge, or (late == 2) a change a beam's handler read."""
+        d = self.doors[k]
+        if late != 2:
+            d.switch_edges += 1
+        self._settle(d, t_us)
+        if level != d.cand:
+            d.cand = level
+            d.cand_us = t_us
+
+    def _settle(self, d, t_us):
+        """Commit the switch level if it has held switch_debounce_ms by t_us;
+        the door opened or closed at the time that level began."""
+        if d.cand != d.open and ticks_diff(t_us, d.cand_us) >= self.switch_us:
+            d.open = bool(d.cand)
+            if d.open:
+                d.openings += 1
+                d.counting = True
+                self.opened += 1
+                self.open_us = d.cand_us
+            else:
+                d.closed_us = self.close_us = d.cand_us
+
     def step(self, now_us=None):
-        """Read the door switches, drain the edge ring, update the counts."""
+        """Drain the edge ring (beams and door switches, in order), update the
+        counts, and check each switch's level against what the ring said."""
         now = ticks_us() if now_us is None else now_us
-        for d in self.doors:
-            sw = d.switch
-            if sw is None:
-                continue
-            v = sw.value() ^ d.invert
-            if v != d.cand:
-                d.cand = v
-                d.cand_us = now
-            elif bool(v) != d.open and ticks_diff(now, d.cand_us) >= self.switch_us:
-                d.open = bool(v)
-                if v:
-                    d.openings += 1
-                    d.counting = True
-                else:
-                    d.closed_us = d.cand_us
+        self.now_us = now
         self.bank.service(now)
         for d in self.doors:
-            if d.counting and not d.open and d.switch is not None:
+            if d.switch is None:
+                continue
+            v = d.switch.value() ^ d.invert
+            if v == d.cand:
+                d.mis = False
+            elif not d.mis:
+                d.mis = True
+                d.mis_us = now
+            elif ticks_diff(now, d.mis_us) >= self.switch_us:
+                d.switch_lost += 1  # the ring never said: its edge was dropped
+                d.cand = v
+                d.cand_us = d.mis_us
+                d.mis = False
+            self._settle(d, now)
+            if d.counting and not d.open:
                 d.counting = ticks_diff(now, d.closed_us) <= self.grace_us
 
     # --- what the main loop and the stop visits read ---------------------
@@ -158,9 +200,24 @@ class Doors:
         return self.doors[i].outs
 
     def lost(self, i):
-        """Edges lost plus crossings given up on door i since boot."""
+        """Edges really lost, crossings given up and crossings only the PCNT
+        saw on door i since boot: the pins disagreed with the FSM, a late
+        bunch's toggles did not explain its snapshot, the hardware count was
+        ahead, or the ring overflowed (overflows are charged to door 0)."""
         f = self.bank.fsms[i]
-        return f.lost_edges + f.unresolved
+        return f.lost_edges + f.unresolved + f.recovered + (self.bank.ring.overflows if i == 0 else 0)
+
+    def late(self, i):
+        """Edges of door i delivered while the loop was blocked, since boot."""
+        return self.bank.fsms[i].late
+
+    def open_age_ms(self):
+        """How long before the last step the latest door opening happened."""
+        return ticks_diff(self.now_us, self.open_us) // 1000
+
+    def close_age_ms(self):
+        """How long before the last step the latest door closing happened."""
+        return ticks_diff(self.now_us, self.close_us) // 1000
 
     def faulty(self, i):
         """True while a beam of door i has been blocked longer than fault_ms."""
@@ -173,8 +230,20 @@ class Doors:
         return False
 
     def health(self):
-        """Counter health for the status report (cumulative since boot)."""
+        """Counter health for the status report (cumulative since boot).
+
+        Per door: `faults`/`faulty` (a beam blocked longer than fault_ms:
+        stuck or covered), `chatter_pm` (bounces per 1000 beam edges: a dirty
+        or misaligned sensor), `switch_stuck` (1 when this door's switch never
+        changed while another door opened at least 10 times), `late` (edges
+        that came through a blocking call), `lost_edges`, `unresolved`,
+        `recovered`/`split` (PCNT: crossings added / directions corrected),
+        `outside` (crossings with the door closed)."""
         fs = self.bank.fsms
+        most = 0
+        for d in self.doors:
+            if d.openings > most:
+                most = d.openings
         return {
             "faults": [f.faults for f in fs],
             "faulty": [1 if f.fault else 0 for f in fs],
@@ -182,8 +251,16 @@ class Doors:
             "lost_edges": [f.lost_edges for f in fs],
             "unresolved": [f.unresolved for f in fs],
             "bounces": [f.bounces for f in fs],
+            "chatter_pm": [f.bounces * 1000 // f.edges if f.edges else 0 for f in fs],
+            "late": [f.late for f in fs],
             "partial": [f.partial for f in fs],
             "outside": [d.outside for d in self.doors],
             "recovered": [f.recovered for f in fs],
+            "split": [f.split for f in fs],
+            "openings": [d.openings for d in self.doors],
+            "switch_stuck": [1 if d.switch is not None and d.switch_edges == 0 and most >= 10 else 0
+                             for d in self.doors],
+            "switch_lost": [d.switch_lost for d in self.doors],
             "irq_overflows": self.bank.ring.overflows,
+            "ring_peak": self.bank.ring.peak,
         }

@@ -23,7 +23,8 @@ G_NO_TIME = const(16)  # the wall clock was not valid
 G_PARTIAL = const(128)  # the period is shorter (first period after boot)
 
 DEFAULTS = {"period_s": 300, "debounce_ms": 25, "linger_ms": 2500, "fault_ms": 120000,
-            "bunch_us": 500, "tailgate_gap_ms": 150, "ring_size": 64}
+            "bunch_us": 500, "tailgate_gap_ms": 150,
+            "ring_size": 256}  # as the doors: holds the edges of a 24 s blocking call (docs/counting.md)
 
 
 class GateCount:

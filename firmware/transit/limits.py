@@ -60,6 +60,11 @@ class Limits:
             top = self.queue_max_kib()
             if val > top:
                 return "queue.budget_kib: %d KiB does not fit this board's flash (at most %d KiB)" % (val, top)
+        if key == "uplink.connect_ms":
+            from transit.config import connect_vs_watchdog
+            why = connect_vs_watchdog(val, cfg.get("watchdog_ms"))
+            if why:
+                return why
         if key == "uplink.backoff_min_ms" and isinstance(val, int) and val > cfg.get("uplink.backoff_max_ms", 300000):
             return "uplink.backoff_min_ms: %d is above uplink.backoff_max_ms" % val
         if key == "uplink.backoff_max_ms" and isinstance(val, int) and val < cfg.get("uplink.backoff_min_ms", 1000):

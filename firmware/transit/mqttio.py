@@ -18,7 +18,7 @@ import time
 
 from umqtt import simple as _simple
 
-from transit.schema import Writer
+from transit.jsonw import Writer
 
 _EINPROGRESS = (errno.EINPROGRESS, 119)  # 119: lwIP's EINPROGRESS on the ESP32
 _EAGAIN = (errno.EAGAIN, 11)
@@ -102,6 +102,7 @@ class Conn:
         Blocks up to about timeout_ms (plus DNS): call only when allowed."""
         self.close()
         self._reset()
+        t0 = self._ticks()  # one deadline for DNS, TCP and TLS together
         try:
             addr = socket.getaddrinfo(host, port)[0][-1]
         except (OSError, IndexError) as e:
@@ -116,7 +117,6 @@ class Conn:
                     raise ConnectError("refused" if e.args[0] == errno.ECONNREFUSED else "tcp", e)
             p = select.poll()
             p.register(s, select.POLLOUT)
-            t0 = self._ticks()
             while True:
                 ev = p.poll(_POLL_SLICE_MS)
                 if ev:
@@ -126,8 +126,11 @@ class Conn:
                 if time.ticks_diff(self._ticks(), t0) >= timeout_ms:
                     raise ConnectError("timeout", "tcp connect")
             if tls is not None:
-                # The handshake must block: bound it by a timeout on the TCP socket.
-                s.settimeout(max(1, timeout_ms) / 1000)
+                # The handshake must block: bound it by what is left of the deadline.
+                left = timeout_ms - time.ticks_diff(self._ticks(), t0)
+                if left <= 0:
+                    raise ConnectError("timeout", "before the TLS handshake")
+                s.settimeout(left / 1000)
                 try:
                     s = tls.wrap_socket(s, server_hostname=server_hostname)
                 except (OSError, ValueError) as e:  # mbedTLS reports a bad certificate as ValueError

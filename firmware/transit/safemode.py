@@ -55,13 +55,26 @@ def enter(reason, board=None, machine=None, cfg=None, state=None, crash_loop=Fal
     if cfg is not None and cfg.get("safe_mode_report", True) and not reason.startswith(BUTTON):
         # Bounded (about 30 s at worst); Ctrl-C skips it. Not when the button is
         # held: the technician is at the board and wants the REPL now.
+        import sys
+        loaded = set(sys.modules)
         try:
             from transit import safereport
             print("safe mode: told the broker" if safereport.send(cfg, board, reason, state)
                   else "safe mode: broker not reached")
         except Exception as e:  # reported on the console; safe mode itself must never fail
             print("safe mode: report failed: %r" % (e,))
+        _unload(sys, loaded)
     return text
+
+
+def _unload(sys, keep):
+    """Give the REPL back the heap the report took: drop the modules it
+    imported (on a board that is .mpy code in RAM) and collect."""
+    for name in list(sys.modules):
+        if name not in keep:
+            del sys.modules[name]
+    import gc
+    gc.collect()
 
 
 def _arm_retry(board, m, state, limit):

@@ -103,12 +103,18 @@ def main(run=None, **kw):
     cfg, board, state, reason = _prepare(kw.get("device_path", "device.json"), kw.get("secrets_path", "secrets.json"),
                                          kw.get("board_dirs"), kw.get("machine"))
     if reason is not None:
+        if board is not None and _ota_failed("safe mode: %s" % reason):
+            # A release on trial put us here: the next boot rolls it back (docs/ota.md).
+            if state is not None:
+                state.plan("ota rollback")
+            board.reset()
         safemode.enter(reason, board, cfg=cfg, state=state, crash_loop=reason.startswith("the application failed"))
         return False
-    if run is None:
-        from transit.app import run
     from transit.identity import ForeignQueue
     try:
+        if run is None:
+            # Inside the try: a module that fails to import is a crash like any other.
+            from transit.app import run
         run(cfg, board, state)
     except ForeignQueue as e:
         # Another device's records: kept, reported; the technician chooses. Not a crash.
@@ -132,6 +138,16 @@ def main(run=None, **kw):
             text = repr(e)
         print(text)
         state.record_error(error_summary(text))
+        _ota_failed("crash: " + text[-100:])
         board.reset()
     state.not_a_crash()  # the application returned (simulator, tests): it ended on purpose
     return True
+
+
+def _ota_failed(why):
+    """Tell the OTA loader that the version on trial failed (docs/ota.md)."""
+    try:
+        import otaboot
+    except ImportError:
+        return False
+    return otaboot.failed(why)

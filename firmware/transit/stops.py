@@ -37,6 +37,7 @@ Q_NO_POSITION = const(8)  # no fix when the doors opened
 Q_NO_TIME = const(16)  # t_open_unix is not from a valid clock
 Q_MERGED = const(32)  # several openings merged into this visit
 Q_LOAD_RESET = const(64)  # the load was reset during the visit
+Q_LATE = const(128)  # edges came through a blocking call: counted from late, bunched callbacks
 
 # Load reset reasons
 RESET_TERMINUS = const(0)
@@ -98,8 +99,11 @@ class StopVisits:
     """Turns door activity into stop visits and keeps the live load.
 
     doors: object with len(), is_open(i), active(i), counts(i) -> (in, out),
-    boardings(i), alightings(i),
-    lost(i), faulty(i) (transit.doors.Doors). position(): None or
+    boardings(i), alightings(i), lost(i), late(i), faulty(i), `opened` (door
+    openings since boot), open_age_ms() and close_age_ms() (how long before
+    its last step the latest opening / closing happened: a door that opened
+    and closed while the loop was blocked is learnt late, with its time)
+    (transit.doors.Doors). position(): None or
     (lat_e6, lon_e6, odometer_m, unix_s, time_known)."""
 
     def __init__(self, doors, position, config=None, boot_no=0):
@@ -119,6 +123,8 @@ class StopVisits:
         self._active = doors.active
         self._faulty = doors.faulty
         self._lost = [doors.lost(i) for i in range(n)]
+        self._late = [doors.late(i) for i in range(n)]
+        self._opened = doors.opened
         self.state = _IDLE
         self.visit = None
         self.open_ms = 0
@@ -150,12 +156,17 @@ class StopVisits:
             lost = self.doors.lost(i)
             dl = lost - self._lost[i]
             self._lost[i] = lost
+            late = self.doors.late(i)
+            dlate = late - self._late[i]
+            self._late[i] = late
             if v is not None:
                 v.doors[i][0] += db
                 v.doors[i][1] += da
                 if dl:
                     v.lost_edges += dl
                     v.quality |= Q_LOST
+                if dlate:
+                    v.quality |= Q_LATE
                 if self.doors.faulty(i):
                     v.quality |= Q_FAULT
         load = self.load + net
@@ -170,32 +181,37 @@ class StopVisits:
     def step(self, now_ms=None):
         """Call every loop after doors.step()."""
         now = ticks_ms() if now_ms is None else now_ms
+        opened = self.doors.opened != self._opened  # an opening since the last step, maybe over already
+        self._opened = self.doors.opened
         if self.state == _IDLE:
-            if self._any(self._is_open):
-                self._start(now)
+            if opened or self._any(self._is_open):
+                self._start(now, self.doors.open_age_ms())
         self._take_counts()
         is_open = self._any(self._is_open)
         if self.state == _OPEN:
             if is_open:
                 self.open_now = True
             else:
-                if self.open_now:  # the last door just closed
+                if self.open_now:  # the last door just closed (maybe while the loop was blocked)
                     self.open_now = False
-                    self.closed_ms = now
+                    self.closed_ms = now - self.doors.close_age_ms()
                 if not self._any(self._active):
                     self.state = _CLOSING
         elif self.state == _CLOSING:
             if ticks_diff(now, self.closed_ms) >= self.merge_ms or not self._same_place():
                 self._finish()
-                if is_open:
-                    self._start(now)
-            elif is_open:
+                if is_open or opened:
+                    self._start(now, self.doors.open_age_ms())
+            elif is_open or opened:
                 self.state = _OPEN
                 self.open_now = True
+                if not is_open:
+                    self.closed_ms = now - self.doors.close_age_ms()
                 self.visit.quality |= Q_MERGED
                 self.merged += 1
 
-    def _start(self, now):
+    def _start(self, now, age_ms=0):
+        """Open a visit at the first door edge, age_ms before now."""
         self.n = self.n + 1 if self.n < 0xFFFF else 1
         pos = self.position()
         v = StopVisit((self.boot_no << 16) | self.n, pos, len(self.doors))
@@ -203,10 +219,13 @@ class StopVisits:
             v.quality |= Q_NO_POSITION | Q_NO_TIME
         elif not v.time_known:
             v.quality |= Q_NO_TIME
+        if age_ms > 0 and pos is not None:
+            v.t_open_unix -= age_ms // 1000
+            v.t_close_unix = v.t_open_unix
         self.visit = v
         self.state = _OPEN
         self.open_now = True
-        self.open_ms = self.closed_ms = now
+        self.open_ms = self.closed_ms = now - (age_ms if age_ms > 0 else 0)
 
     def _same_place(self):
         pos = self.position()

@@ -24,13 +24,14 @@ import time
 from umqtt.simple import MQTTClient, MQTTException
 
 from transit import settings as _settings
+from transit.config import CONNECT_MS_DEFAULT
 from transit import schema
 from transit.drain import Drain, _HEADROOM
 from transit.mqttio import Conn, ConnectError, mqtt_connect, umqtt_info
 
 # Tuning group "uplink" (device.json "uplink": {...}); defaults below.
 RANGES = _settings.GROUPS["uplink"]
-DEFAULTS = {"batch_s": 60, "ack_ms": 10000, "connect_ms": 10000, "backoff_min_ms": 1000,
+DEFAULTS = {"batch_s": 60, "ack_ms": 10000, "connect_ms": CONNECT_MS_DEFAULT, "backoff_min_ms": 1000,
             "backoff_max_ms": 300000, "msg_records": 40, "verify": 1}
 
 _MSG_BYTES = 4096  # largest message body; batches that do not fit are split
@@ -75,12 +76,14 @@ def broker_hosts(cfg):
 
 class Uplink:
     def __init__(self, cfg, queue, commands=None, status_doc=None, link=None, ca_der=None,
-                 ticks_ms=time.ticks_ms, watch=None, epoch=0, **settings):
+                 ticks_ms=time.ticks_ms, watch=None, time_gate=None, epoch=0, **settings):
         """watch: optional (topic filter, fn(topic bytes, msg bytes)) for other
         devices' messages (a depot follows the buses' geofence events); fn runs
-        in a later step, never inside the socket read. epoch: the queue's
-        epoch, carried in every batch (transit.identity)."""
+        in a later step, never inside the socket read. time_gate: optional
+        fn() -> None or why a TLS connect must wait for the clock (timesync).
+        epoch: the queue's epoch, carried in every batch (transit.identity)."""
         self.cfg = cfg
+        self.time_gate = time_gate
         self.watch = watch
         self._watched = []
         self.queue = queue
@@ -151,6 +154,10 @@ class Uplink:
         if key.startswith("uplink."):
             self.s[key[7:]] = value
 
+    def retry_now(self):
+        """Connect at the next allowed step (the clock was just set)."""
+        self._next_try = self._ticks()
+
     def flush_now(self):
         """Drain the queue at once instead of waiting for batch_s."""
         self.drain.flush_now()
@@ -196,11 +203,19 @@ class Uplink:
             st["fail_tls"] += 1
             self._backoff(self._tls_error)
             return
+        why = self.time_gate() if self.tls is not None and self.time_gate is not None else None
+        if why:  # mbedTLS checks certificate dates: no handshake before the clock had its chance
+            st["last_error"] = why
+            self._next_try = time.ticks_add(self._ticks(), 1000)
+            return
         st["attempts"] += 1
         c = self.conn
+        t0 = self._ticks()
         try:
+            # One deadline for the whole attempt (DNS, TCP, TLS, CONNACK, SUBACKs):
+            # it blocks the loop, so it must end well before the watchdog does.
             c.open(self.host, self.port, self.s["connect_ms"], self.tls, self.host)
-            c.allow_wait(self.s["connect_ms"])
+            c.allow_wait(max(0, self.s["connect_ms"] - time.ticks_diff(self._ticks(), t0)))
             mqtt_connect(self.client, c)
             if self.s["verify"]:
                 self.client.subscribe(self._topics["status"], qos=0)
@@ -395,6 +410,19 @@ class Uplink:
             return
         c.end_publish(w)
         self.stats["msgs"] += 1
+
+    def status_now(self):
+        """Publish the status at the next chance (something an operator waits for changed)."""
+        self._status_due = True
+
+    def publish_checked(self):
+        """Connected, and the broker proved it keeps what we publish."""
+        return self.connected and self._verified
+
+    def answer_later(self, text, ok):
+        """Queue an answer that is not a direct reply (e.g. an update's outcome)."""
+        if len(self._acks) < _MAX_CMDS:
+            self._acks.append((text, ok, None))
 
     def status(self):
         """The uplink's part of the status: counters that are not zero, plus

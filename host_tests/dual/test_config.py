@@ -112,3 +112,17 @@ def test_summary_never_contains_secrets():
     cfg = config.Config(config.validate(_copy(DOC), SECRETS), SECRETS)
     text = json.dumps(cfg.summary())
     assert "pw" not in text and "k1" not in text
+
+
+def test_a_connect_timeout_the_watchdog_would_cut_short_is_refused():
+    # A connect attempt blocks the loop for up to uplink.connect_ms; the watchdog
+    # must not fire inside it (it did: 10 s connects against an 8 s watchdog).
+    doc = _copy(DOC)
+    doc["watchdog_ms"] = 8000
+    doc["uplink"] = {"connect_ms": 10000}
+    assert _err(doc) == ("uplink.connect_ms 10000 must be at least 2000 ms below watchdog_ms 8000: a connect "
+                         "attempt blocks the loop that long, and the watchdog would reset the board")
+    doc["uplink"] = {"connect_ms": 6000}
+    assert config.validate(doc, SECRETS)["uplink.connect_ms"] == 6000
+    defaults = config.validate(_copy(DOC), SECRETS)
+    assert config.connect_vs_watchdog(config.CONNECT_MS_DEFAULT, defaults["watchdog_ms"]) == ""

@@ -4,6 +4,8 @@ scripted doors object: times in ms, counts cumulative as Doors gives them."""
 from transit import stops
 from transit.stops import StopVisits, occupancy_status
 
+MP_HEAP = "96K"  # the whole-stop test runs real Doors with a stall timeline
+
 
 class FakeDoors:
     """What StopVisits reads from transit.doors.Doors, set by the test."""
@@ -14,6 +16,17 @@ class FakeDoors:
         self.cnt = [[0, 0] for _ in range(n)]
         self.lst = [0] * n
         self.flt = [False] * n
+        self.lt = [0] * n
+        self.opened = 0
+
+    def late(self, i):
+        return self.lt[i]
+
+    def open_age_ms(self):
+        return 0
+
+    def close_age_ms(self):
+        return 0
 
     def __len__(self):
         return len(self.open)
@@ -176,3 +189,45 @@ def test_without_a_fix_the_visit_is_flagged_and_merging_uses_time_alone():
     assert v.quality == stops.Q_NO_POSITION | stops.Q_NO_TIME
     assert (v.lat_e6, v.t_open_unix, v.time_known) == (0, 0, False)
     assert v.visit_id == ((70000 & 0xFFFF) << 16) | 1
+
+
+def test_a_whole_stop_inside_a_blocking_call_is_one_visit_opened_at_the_door_edge():
+    """Door open 10-16 s with three boardings, all inside a socket wait from
+    9.5 to 17.5 s: the visit still happens, with its three passengers, the
+    dwell of the real opening and an open time moved back to the door edge."""
+    import time
+    import machine
+    from fakeclock import CLOCK
+    from transit.doors import Doors
+    CLOCK.set_virtual(0)
+    P = machine.Pin
+    dp = [(P(25, P.IN, P.PULL_UP), P(26, P.IN, P.PULL_UP), P(27, P.IN, P.PULL_UP), True)]
+    doors = Doors(dp)
+    now_s = [1795768200]
+    sv = StopVisits(doors, lambda: (16820000, 100260000, 5000, now_s[0], True), {"merge_s": 20})
+    ev = [(10000000, 27, 0), (16000000, 27, 1)]
+    for k in range(3):
+        t = 11000000 + 1500000 * k
+        ev += [(t, 25, 0), (t + 120000, 26, 0), (t + 330000, 25, 1), (t + 460000, 26, 1)]
+    machine.inject_timeline(ev)
+    out = []
+
+    def run(until_us):
+        while CLOCK.now < until_us:
+            time.sleep_ms(20)
+            now_s[0] = 1795768200 + CLOCK.now // 1000000
+            doors.step()
+            sv.step()
+            v = sv.pop()
+            if v is not None:
+                out.append(v)
+    run(9500000)
+    machine.stall(8000, 100)
+    run(60000000)
+    assert len(out) == 1
+    v = out[0]
+    assert v.doors == [[3, 0]] and v.load_departure == 3
+    assert 5 <= v.dwell_s <= 6
+    assert 1795768200 + 10 <= v.t_open_unix <= 1795768200 + 11
+    assert not v.quality & stops.Q_LOST  # nothing was lost: only late
+    assert v.quality & stops.Q_LATE

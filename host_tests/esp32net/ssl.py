@@ -1,8 +1,10 @@
 """Shadows `ssl` on the unix port: TLS over the built-in `tls` module, but
 the wrapped socket behaves like an ESP32's (no settimeout; setblocking(True)
-waits forever). Verification is off unless asked for, as on the board."""
+waits forever). Verification is off unless asked for, as on the board, and
+certificate dates are judged by the board's clock (fakes/certclock.py)."""
 
 import tls
+from certclock import wrap
 from esp32socket import Esp32Socket, Esp32TlsSocket
 
 CERT_NONE = tls.CERT_NONE
@@ -40,9 +42,7 @@ class SSLContext:
         if isinstance(sock, Esp32Socket):
             raw = sock._raw
             timeout = sock._timeout
-        wrapped = self._ctx.wrap_socket(raw, server_side=server_side,
-                                        do_handshake_on_connect=do_handshake_on_connect,
-                                        server_hostname=server_hostname)
+        wrapped = wrap(self._ctx, raw, server_side, do_handshake_on_connect, server_hostname)
         return Esp32TlsSocket(wrapped, raw, timeout)
 
 

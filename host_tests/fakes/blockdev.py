@@ -11,7 +11,8 @@ erase or sync fails with -EIO (a return code, which VfsLfs2 turns into
 OSError(EIO)) until revive(). Returning the code instead of raising keeps a
 dead session's file finalisers quiet and allocation-free. A test then mounts a fresh VfsLfs2
 on the same RAM image, as a board does after the supply comes back.
-bytes_programmed and erases measure what the filesystem really wrote.
+bytes_programmed and erases (and erase_counts, per block) measure what the
+filesystem really wrote.
 """
 
 _EIO = 5
@@ -34,9 +35,11 @@ class RAMBlockDev:
         self.read_budget = -1  # reads that may still happen; -1: no cut armed
         self.cut = False
         self.cuts = 0
+        self.epoch = 0  # power cycles: a Session of an older one is dead for good
         self.bytes_programmed = 0
         self.erases = 0
         self.writes = 0
+        self.erase_counts = [0] * block_count  # per block, for the wear maximum
 
     @staticmethod
     def _fill(mv, start, n):
@@ -65,12 +68,21 @@ class RAMBlockDev:
     def revive(self):
         """Power is back: writes work again (the RAM image is kept)."""
         self.cut = False
+        self.epoch += 1
         self.disarm()
+
+    def session(self):
+        """A view to mount for one power cycle: after revive() it fails every
+        call, so a dead session's file finalisers, whenever the GC runs them,
+        can never write into the next session's image."""
+        return Session(self)
 
     def reset_counters(self):
         self.bytes_programmed = 0
         self.erases = 0
         self.writes = 0
+        for i in range(self.block_count):
+            self.erase_counts[i] = 0
 
     def _power_lost(self):
         self.cut = True
@@ -119,6 +131,7 @@ class RAMBlockDev:
             return self._power_lost()
         self._fill(self._mv, block * self.block_size, self.block_size)
         self.erases += 1
+        self.erase_counts[block] += 1
         return 0
 
     def ioctl(self, op, arg):
@@ -131,3 +144,26 @@ class RAMBlockDev:
         if 1 <= op <= 3:  # init, deinit, sync
             return _FAIL if self.cut else 0
         return None
+
+
+class Session:
+    """RAMBlockDev for one power cycle (see RAMBlockDev.session)."""
+
+    def __init__(self, dev):
+        self.dev = dev
+        self.epoch = dev.epoch
+
+    def readblocks(self, block, buf, off=0):
+        if self.epoch != self.dev.epoch:
+            return _FAIL
+        return self.dev.readblocks(block, buf, off)
+
+    def writeblocks(self, block, buf, off=None):
+        if self.epoch != self.dev.epoch:
+            return _FAIL
+        return self.dev.writeblocks(block, buf, off)
+
+    def ioctl(self, op, arg):
+        if self.epoch != self.dev.epoch and op != 4 and op != 5:  # count and size stay readable
+            return _FAIL
+        return self.dev.ioctl(op, arg)

@@ -156,6 +156,18 @@ class Clock:
         finally:
             self._advancing = False
 
+    def waited_us(self, us):
+        """Virtual mode: real time already spent waiting (on a socket) moves
+        virtual time by us, listeners included, without the pace's sleep."""
+        if not self.virtual or us <= 0:
+            return
+        pace = self.pace
+        self.pace = 0
+        try:
+            self.advance_us(us)
+        finally:
+            self.pace = pace
+
     def sleep_ms(self, ms):
         self.advance_us(int(ms) * 1000)
 
@@ -164,6 +176,43 @@ class Clock:
 
 
 CLOCK = Clock()
+
+
+class VirtualPoll:
+    """A select.poll object whose waits move the virtual clock, as time
+    passes on a board while the firmware waits on a socket.
+
+    poll(ms) waits up to ms of real time (the network is real), then moves
+    virtual time by what it waited: all of ms when nothing happened, so a
+    deadline the firmware checks against ticks_ms() is reached; the real
+    time taken (at most ms) when a socket became ready. In real mode it is
+    the plain poll. Used by the simulator (tools/simnet/select.py)."""
+
+    def __init__(self, real):
+        self._p = real
+
+    def register(self, obj, mask=None):
+        if mask is None:
+            self._p.register(obj)
+        else:
+            self._p.register(obj, mask)
+
+    def modify(self, obj, mask):
+        self._p.modify(obj, mask)
+
+    def unregister(self, obj):
+        self._p.unregister(obj)
+
+    def poll(self, timeout=-1):
+        if not CLOCK.virtual:
+            return self._p.poll(timeout)
+        t0 = _host_us()
+        ready = self._p.poll(timeout)
+        took = _host_diff(_host_us(), t0)
+        if timeout is not None and timeout >= 0:
+            took = min(took, timeout * 1000) if ready else timeout * 1000
+        CLOCK.waited_us(took)
+        return ready
 
 
 def install_cpython_time():

@@ -10,7 +10,10 @@ built-in). Tests drive it from the outside:
   Callbacks run as soon as the interpreter is free, but inside a blocking
   call (`stall`) only one is serviced per service period (100 ms for a socket
   wait) or none at all (TLS handshake, flash commit). The handler sees the
-  level the pin has when it runs, not the level of its edge.
+  level the pin has when it runs, not the level of its edge. Every pin with
+  a handler goes through the same queue: door switches (which interrupt
+  like the beams) are delivered late inside a stall too, and share the
+  one-per-tick service with the beams.
 - UART: `feed` / `feed_at` put bytes into a receive buffer of `rxbuf` bytes;
   an overflow drops the newest bytes and counts them.
 - WDT: a missed feed raises `ResetRequested(WDT_RESET)` as virtual time passes.

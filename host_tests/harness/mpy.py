@@ -53,6 +53,7 @@ class MicroPython:
     def import_path(self, extra=(), fakes=True):
         parts = [compile_tree(p) for p in extra]
         if fakes:
+            parts.append(compile_tree(paths.MPFAKES))
             parts.append(compile_tree(paths.FAKES))
         for p in (paths.FIRMWARE, paths.LIB, paths.MPYLIB):
             if os.path.isdir(p):

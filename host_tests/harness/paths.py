@@ -11,6 +11,7 @@ TOOLS = os.path.join(ROOT, "tools")
 HOST_TESTS = os.path.join(ROOT, "host_tests")
 FAKES = os.path.join(HOST_TESTS, "fakes")
 ESP32NET = os.path.join(HOST_TESTS, "esp32net")
+MPFAKES = os.path.join(HOST_TESTS, "mpfakes")  # MicroPython-only shadows (ssl): never on CPython's path
 MPYLIB = os.path.join(ROOT, "build", "mpylib")
 VENV_BIN = os.path.join(ROOT, ".venv", "bin")
 

@@ -43,7 +43,9 @@ def boot(read_cut=-1):
         bd.arm_reads(read_cut)
     q = None
     try:
-        vfs.mount(vfs.VfsLfs2(bd), MNT)
+        # no wall clock in the image (mtime) and a fresh session per power cycle: the
+        # same run every time, whenever the GC finalises the dead session's files
+        vfs.mount(vfs.VfsLfs2(bd.session(), mtime=False), MNT)
         q = DurableQueue(MNT + "/q", budget_bytes=96 * 1024, segment_bytes=8192, commit_ms=5000,
                          commit_records=8, priority_types=PRIO, ticks_ms=ticks, pending_bytes_max=1024)
     except OSError:

@@ -7,7 +7,7 @@ from dqueue import DurableQueue
 bd = RAMBlockDev(128)
 vfs.VfsLfs2.mkfs(bd)
 vfs.mount(vfs.VfsLfs2(bd), "/flash")
-q = DurableQueue("/flash/q")  # defaults: commit every 64 records or 30 s
+q = DurableQueue("/flash/q")  # defaults: commit when the 4 KiB buffer is full or after 30 s
 payload = bytes(range(21))  # a position payload (firmware/transit/records.py)
 N = 2048
 bd.reset_counters()

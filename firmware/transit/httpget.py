@@ -1,0 +1,175 @@
+"""A bounded HTTP/1.1 range download, for over-the-air releases.
+
+One GET per file with `Range: bytes=<offset>-`, so a download resumes where
+the file on flash ends after a link drop or a power cut. Opening (DNS, TCP,
+the response header) waits up to a deadline and runs only when the app may
+block; after that every read is non-blocking and returns at once, so the
+main loop keeps its step time and pin callbacks keep running. Reads go into
+the caller's preallocated buffer. https:// verifies the server against the
+board's CA; plain http:// is enough for integrity, since every byte is
+checked against the signed manifest's SHA-256 (docs/ota.md).
+"""
+
+import errno
+import select
+import socket
+import time
+
+_EINPROGRESS = (errno.EINPROGRESS, 119)
+_EAGAIN = (errno.EAGAIN, 11)
+_SLICE_MS = 5
+_HEAD_MAX = 1024
+
+
+class HttpError(Exception):
+    pass
+
+
+def split_url(url):
+    """'http[s]://host:port/path' -> (host, port, path, tls?)."""
+    if url.startswith("http://"):
+        rest, tls, port = url[7:], False, 80
+    elif url.startswith("https://"):
+        rest, tls, port = url[8:], True, 443
+    else:
+        raise HttpError("only http:// and https:// URLs: %s" % url[:40])
+    i = rest.find("/")
+    hostport, path = (rest, "/") if i < 0 else (rest[:i], rest[i:])
+    host, _, p = hostport.partition(":")
+    return host, int(p) if p else port, path, tls
+
+
+class RangeGet:
+    def __init__(self, ticks_ms=time.ticks_ms):
+        self.sock = None
+        self._poll = None
+        self._ticks = ticks_ms
+        self.length = -1  # bytes still to come in this response, -1 unknown
+        self.total = -1   # the whole file's size, from Content-Range
+        self.head = bytearray(_HEAD_MAX)
+
+    def open(self, url, offset, timeout_ms, tls=None):
+        """Connect (TLS with `tls`, an SSLContext that verifies the server, for
+        https://) and read the response header: one deadline of timeout_ms for
+        all of it. Raises HttpError (status, header, https without a context)
+        or OSError (network, TLS)."""
+        self.close()
+        host, port, path, secure = split_url(url)
+        if secure and tls is None:
+            raise HttpError("https: no CA to check the server with")
+        t0 = self._ticks()
+        addr = socket.getaddrinfo(host, port)[0][-1]
+        s = socket.socket()
+        self.sock = s
+        s.setblocking(False)
+        try:
+            s.connect(addr)
+        except OSError as e:
+            if e.args[0] not in _EINPROGRESS:
+                raise
+        p = select.poll()
+        p.register(s, select.POLLOUT)
+        while not p.poll(_SLICE_MS):
+            if time.ticks_diff(self._ticks(), t0) >= timeout_ms:
+                raise OSError(errno.ETIMEDOUT, "http connect")
+        if secure:
+            left = timeout_ms - time.ticks_diff(self._ticks(), t0)
+            if left <= 0:
+                raise OSError(errno.ETIMEDOUT, "before the TLS handshake")
+            s.settimeout(left / 1000)  # the handshake blocks: bounded by what is left
+            try:
+                s = tls.wrap_socket(s, server_hostname=host)
+            except ValueError as e:  # mbedTLS: the certificate does not check out; a timeout is an OSError
+                raise HttpError("tls: %s" % (str(e).strip() or repr(e)))
+            s.setblocking(False)
+            self.sock = s
+        p = select.poll()
+        p.register(s, select.POLLIN)
+        self._poll = p
+        req = "GET %s HTTP/1.1\r\nHost: %s\r\nRange: bytes=%d-\r\nConnection: close\r\n\r\n" % (path, host, offset)
+        self._send(req.encode(), t0, timeout_ms)
+        n = 0
+        while True:
+            if n >= _HEAD_MAX:
+                raise HttpError("response header longer than %d bytes" % _HEAD_MAX)
+            got = self._recv(memoryview(self.head)[n:n + 1], t0, timeout_ms)
+            if got == 0:
+                raise HttpError("connection closed in the header")
+            n += 1
+            if n >= 4 and self.head[n - 4:n] == b"\r\n\r\n":
+                break
+        self._parse(bytes(self.head[:n]), offset)
+
+    def _send(self, data, t0, timeout_ms):
+        mv = memoryview(data)
+        while len(mv):
+            try:
+                k = self.sock.write(mv)
+            except OSError as e:
+                if e.args[0] not in _EAGAIN and e.args[0] not in _EINPROGRESS:
+                    raise
+                k = 0
+            if k:
+                mv = mv[k:]
+            elif time.ticks_diff(self._ticks(), t0) >= timeout_ms:
+                raise OSError(errno.ETIMEDOUT, "http send")
+            else:
+                time.sleep_ms(_SLICE_MS)
+
+    def _recv(self, mv, t0, timeout_ms):
+        while True:
+            n = self.read_into(mv)
+            if n != 0:
+                return max(n, 0)
+            if time.ticks_diff(self._ticks(), t0) >= timeout_ms:
+                raise OSError(errno.ETIMEDOUT, "http header")
+            self._poll.poll(_SLICE_MS)
+
+    def _parse(self, head, offset):
+        lines = head.split(b"\r\n")
+        parts = lines[0].split(b" ")
+        status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+        if status == 416:
+            raise HttpError("range not satisfiable at %d" % offset)
+        if status not in (200, 206) or (offset and status != 206):
+            raise HttpError("http status %d" % status)
+        for line in lines[1:]:
+            k, _, v = line.partition(b":")
+            k = k.strip().lower()
+            if k == b"content-length":
+                self.length = int(v.strip())
+            elif k == b"content-range":
+                self.total = int(v.strip().split(b"/")[-1])
+        if status == 200:
+            self.total = self.length
+
+    def read_into(self, mv):
+        """Non-blocking: bytes read into mv (> 0), 0 when none yet, -1 at the end."""
+        if self.length == 0:
+            return -1
+        try:
+            n = self.sock.readinto(mv if self.length < 0 or self.length >= len(mv) else mv[:self.length])
+        except OSError as e:
+            if e.args[0] in _EAGAIN:
+                return 0
+            raise
+        if n is None:
+            return 0
+        if n == 0:
+            if self.length > 0:
+                raise OSError(errno.ECONNRESET, "http: closed early")
+            return -1
+        if self.length > 0:
+            self.length -= n
+        return n
+
+    def close(self):
+        s = self.sock
+        self.sock = None
+        self.length = -1
+        self.total = -1
+        if s is not None:
+            try:
+                s.close()
+            except OSError:
+                pass  # a dead socket: nothing to save

@@ -1,0 +1,440 @@
+"""Over-the-air update agent: fetch a signed release, stage it, switch, report.
+
+The operator sends `{"op": "ota", "url": "http://host:port/rel/<build>/"}`
+(docs/ota.md). The agent then works in small steps of the main loop:
+
+  manifest  download manifest.json and manifest.sig into ota/stage/
+  check     Ed25519 signature over SHA-256(manifest), chip, MicroPython .mpy
+            version, no downgrade unless signed so, queue format, free space
+  files     each file by HTTP range GET into ota/stage/, SHA-256 checked
+  image     (firmware image) streamed into the next OTA partition, hash checked
+  ready     waits for the switch policy (doors closed; "idle": ignition off
+            or standing in the depot) and switches with one atomic write of
+            ota/state.json (lib/otaboot.py), then a planned reboot
+
+Progress lives in ota/job.json and in the files themselves, so a link drop
+or a power cut resumes where flash ends. Opening a connection waits (bounded)
+and runs only when the app may block; reads never wait.
+"""
+
+import hashlib
+import json
+import os
+import sys
+
+import otaboot
+from transit.httpget import HttpError, RangeGet
+
+OTA_DIR = "ota"
+STAGE = "ota/stage"
+JOB = "ota/job.json"
+OPEN_MS = 3000
+STEP_BYTES = 4096  # read at most this much per loop step
+FREE_RESERVE = 32768  # bytes the filesystem keeps free after staging
+BLOCK = 4096
+QUEUE_FORMAT = 1  # lib/dqueue on-flash format this firmware reads
+
+
+class OtaError(Exception):
+    pass
+
+
+def version_tuple(v):
+    out = []
+    for p in str(v).split("."):
+        n = 0
+        for ch in p:
+            if "0" <= ch <= "9":
+                n = n * 10 + ord(ch) - 48
+            else:
+                break
+        out.append(n)
+    return tuple(out)
+
+
+def mpy_version():
+    m = getattr(sys.implementation, "_mpy", 0)
+    return "%d.%d" % (m & 0xFF, (m >> 8) & 3)
+
+
+def _size(path):
+    try:
+        return os.stat(path)[6]
+    except OSError:
+        return -1
+
+
+def _mkdirs(path):
+    cur = ""
+    for part in path.split("/"):
+        cur = part if not cur else cur + "/" + part
+        try:
+            os.mkdir(cur)
+        except OSError:
+            pass  # exists
+
+
+def _remove(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass  # already gone: what we wanted
+
+
+def _isdir(path):
+    try:
+        return os.stat(path)[0] & 0x4000 != 0
+    except OSError:
+        return False
+
+
+def _rmtree(path):
+    try:
+        for entry in os.ilistdir(path):
+            p = path + "/" + entry[0]
+            if entry[1] & 0x4000:
+                _rmtree(p)
+            else:
+                os.remove(p)
+        os.rmdir(path)
+    except OSError:
+        pass  # already gone
+
+
+def file_sha256(path, buf):
+    h = hashlib.sha256()
+    mv = memoryview(buf)
+    with open(path, "rb") as f:
+        while True:
+            n = f.readinto(buf)
+            if not n:
+                break
+            h.update(mv[:n])
+    return h.digest()
+
+
+class Agent:
+    """One update at a time. `env` gives what the agent needs from the app:
+    chip(), version(), public_key() (32 bytes or None), tls_context() (for
+    https://: verifies the server with the board's CA), may_switch(at) and
+    reboot(why)."""
+
+    def __init__(self, env, ticks_ms=None):
+        self.env = env
+        self.job = None
+        self.get = None
+        self.buf = None
+        self.man = None
+        self.f = None
+        self.h = None
+        self.stats = {"ok": 0, "refused": 0}
+        self.answer = None  # fn(ok, text): a late answer to the ota command
+        try:
+            with open(JOB) as f:
+                self.job = json.load(f)  # resumes after a reset
+        except (OSError, ValueError):
+            self.job = None
+
+    # --- command ---------------------------------------------------------
+    def start(self, cmd):
+        """The `ota` command: accept and work in later steps, or raise OtaError."""
+        url = cmd.get("url")
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")) or len(url) > 200:
+            raise OtaError("url: an http:// or https:// release folder is required")
+        if not url.endswith("/"):
+            url += "/"
+        if self.job is not None and self.job.get("st") not in ("failed", None):
+            raise OtaError("an update is already running (%s)" % self.job.get("ver", self.job.get("st")))
+        _rmtree(STAGE)
+        _mkdirs(STAGE)
+        at = cmd.get("at", "idle")
+        if at not in ("now", "idle"):
+            raise OtaError("at: now or idle")
+        self.job = {"url": url, "st": "manifest", "i": 0, "id": cmd.get("id"), "at": at, "err": "",
+                    "trial_s": int(cmd.get("trial_s", 60)), "max_boots": int(cmd.get("max_boots", 3))}
+        self._save()
+        return "accepted"
+
+    def active(self):
+        return self.job is not None and self.job.get("st") not in ("failed", "done")
+
+    # --- the loop ----------------------------------------------------------
+    def step(self, may_block):
+        """One bounded slice of work; never raises (a failure ends the job, reported)."""
+        job = self.job
+        if job is None or not may_block or not self.active():
+            return  # a busy door: no connection, and no flash writes that stall pin callbacks
+        try:
+            st = job["st"]
+            if st == "manifest":
+                if self._fetch(job["url"] + "manifest.json", STAGE + "/manifest.json", -1, may_block) and \
+                        self._fetch(job["url"] + "manifest.sig", STAGE + "/manifest.sig", -1, may_block):
+                    self._check()
+            elif st == "files":
+                self._step_files(may_block)
+            elif st == "image":
+                self._step_image(may_block)
+            elif st == "ready" and may_block and self.env.may_switch(job["at"]):
+                self._switch()
+        except (OtaError, HttpError, ValueError, KeyError, TypeError) as e:
+            self._fail(str(e))
+        except OSError as e:  # network or flash: retried from where flash ends
+            self._close()
+            job["retries"] = job.get("retries", 0) + 1
+            job["err"] = "retrying: %r" % (e,)
+            if job["retries"] > 50:
+                self._fail("gave up after 50 network errors: %r" % (e,))
+
+    def _buf(self):
+        if self.buf is None:
+            self.buf = bytearray(BLOCK)
+        return self.buf
+
+    def _close(self):
+        if self.get is not None:
+            self.get.close()
+        if self.f is not None:
+            self.f.close()
+            self.f = None
+
+    def _fetch(self, url, path, size, may_block):
+        """Advance the download of one file; True when it is complete."""
+        have = max(_size(path), 0)
+        if size >= 0 and have >= size:
+            return True
+        if self.get is None:
+            self.get = RangeGet()
+        g = self.get
+        if g.sock is None:
+            if not may_block:
+                return False
+            if size < 0 and have:  # size unknown (manifest, signature): start afresh
+                os.remove(path)
+                have = 0
+            g.open(url, have, OPEN_MS, self.env.tls_context() if url.startswith("https") else None)
+            self.f = open(path, "ab")
+        buf = memoryview(self._buf())
+        moved = 0
+        while moved < STEP_BYTES:
+            n = g.read_into(buf)
+            if n == 0:
+                return False
+            if n < 0:
+                self._close()
+                return True
+            self.f.write(buf[:n])
+            moved += n
+            self.f.flush()  # LittleFS keeps only synced data over a power cut: resume from here
+            self.job["done"] = self.job.get("done", 0) + n
+            if size >= 0 and have + moved >= size:
+                self._close()
+                return True
+        return False
+
+    def _check(self):
+        buf = self._buf()
+        digest = file_sha256(STAGE + "/manifest.json", buf)
+        with open(STAGE + "/manifest.sig", "rb") as f:
+            sig = f.read(200)
+        key = self.env.public_key()
+        if key is None:
+            raise OtaError("no release key on this board (ota_key in device.json)")
+        import ed25519
+        try:
+            sig = bytes.fromhex(sig.decode().strip())
+        except (ValueError, UnicodeError):
+            raise OtaError("signature: not hex")
+        if not ed25519.verify(key, digest, sig):
+            raise OtaError("signature: does not verify with this board's release key")
+        with open(STAGE + "/manifest.json") as f:
+            man = json.load(f)
+        self._check_manifest(man)
+        job = self.job
+        job["ver"] = man["version"]
+        job["build"] = man["build"]
+        job["kind"] = man["kind"]
+        job["total"] = man["image"]["n"] if man["kind"] == "image" else sum(e["n"] for e in man["files"])
+        job["done"] = 0
+        job["st"] = "image" if man["kind"] == "image" else "files"
+        self._save()
+
+    def _check_manifest(self, man):
+        env = self.env
+        if man.get("v") != 1 or man.get("kind") not in ("files", "image"):
+            raise OtaError("manifest: unknown format")
+        if man.get("chip") != env.chip():
+            raise OtaError("chip: release for %s, this board is %s" % (man.get("chip"), env.chip()))
+        if man["kind"] == "files" and man.get("mpy") != mpy_version():
+            raise OtaError("mpy: release has .mpy %s, this firmware loads %s" % (man.get("mpy"), mpy_version()))
+        cur = version_tuple(env.version())
+        new = version_tuple(man.get("version", "0"))
+        if new <= cur and not man.get("downgrade"):
+            raise OtaError("version: %s is not newer than the running %s (a downgrade must be signed as one)"
+                           % (man.get("version"), env.version()))
+        if man.get("qfmt", QUEUE_FORMAT) != QUEUE_FORMAT:
+            raise OtaError("queue format %s: this firmware cannot migrate its queue (%d)" % (man.get("qfmt"), QUEUE_FORMAT))
+        if man["kind"] == "files":
+            need = 0
+            for e in man["files"]:
+                p = e["p"]
+                if p.startswith("/") or ".." in p or len(e["h"]) != 64:
+                    raise OtaError("manifest: bad file entry %s" % p[:40])
+                need += e["n"]
+            st = os.statvfs("/")
+            free = st[0] * st[3]
+            if need + FREE_RESERVE > free:
+                raise OtaError("space: release needs %d bytes, %d free" % (need + FREE_RESERVE, free))
+        self.man = man
+
+    def _manifest(self):
+        if self.man is None:
+            with open(STAGE + "/manifest.json") as f:
+                self.man = json.load(f)
+        return self.man
+
+    def _step_files(self, may_block):
+        job = self.job
+        files = self._manifest()["files"]
+        i = job["i"]
+        if i >= len(files):
+            job["st"] = "ready"
+            self._save()
+            return
+        e = files[i]
+        path = STAGE + "/" + e["p"]
+        if "/" in e["p"]:
+            _mkdirs(path[:path.rfind("/")])
+        if not self._fetch(job["url"] + e["p"], path, e["n"], may_block):
+            return
+        if _size(path) != e["n"] or file_sha256(path, self._buf()).hex() != e["h"]:
+            os.remove(path)
+            raise OtaError("hash: %s does not match the signed manifest" % e["p"])
+        job["i"] = i + 1
+        self._save()
+
+    def _step_image(self, may_block):
+        import esp32
+        job = self.job
+        img = self._manifest()["image"]
+        part = esp32.Partition(esp32.Partition.RUNNING).get_next_update()
+        if img["n"] > part.ioctl(4, 0) * BLOCK:
+            raise OtaError("image: %d bytes do not fit partition %s" % (img["n"], part.info()[4]))
+        buf = self._buf()
+        if self.h is None:  # (re)start: hash what earlier steps or boots wrote
+            self.h = hashlib.sha256()
+            for b in range(job["i"]):
+                part.readblocks(b, buf)
+                self.h.update(buf if (b + 1) * BLOCK <= img["n"] else memoryview(buf)[:img["n"] - b * BLOCK])
+            self.fill = 0
+        done = job["i"] * BLOCK
+        if done >= img["n"]:
+            if self.h.digest().hex() != img["h"]:
+                job["i"] = 0
+                self.h = None
+                raise OtaError("hash: image does not match the signed manifest")
+            part.set_boot()
+            job["part"] = part.info()[4]
+            job["st"] = "ready"
+            self._save()
+            return
+        g = self.get or RangeGet()
+        self.get = g
+        if g.sock is None:
+            if not may_block:
+                return
+            url = job["url"] + "image.bin"
+            g.open(url, done + self.fill, OPEN_MS, self.env.tls_context() if url.startswith("https") else None)
+        mv = memoryview(buf)
+        want = min(BLOCK, img["n"] - done)
+        while self.fill < want:
+            n = g.read_into(mv[self.fill:want])
+            if n <= 0:
+                if n < 0:
+                    self._close()
+                return
+            self.fill += n
+        if want < BLOCK:
+            for k in range(want, BLOCK):
+                buf[k] = 0xFF
+        part.writeblocks(job["i"], buf)
+        self.h.update(mv[:want])
+        self.fill = 0
+        job["i"] += 1
+        job["done"] = job["i"] * BLOCK
+        self._save()
+
+    def _switch(self):
+        """Idempotent: a power cut anywhere in here is finished by the next boot's agent."""
+        job = self.job
+        doc = otaboot.read() or {}
+        new = {"ver": job["ver"], "build": job["build"], "kind": job["kind"]}
+        if (doc.get("cur") or {}).get("build") == job["build"]:
+            self._finish(False)  # switched already; the cut came before the job was closed
+            return
+        if job["kind"] == "files":
+            folder = OTA_DIR + "/" + job["build"]
+            if _isdir(STAGE):
+                _rmtree(folder)
+                _remove(STAGE + "/manifest.json")
+                _remove(STAGE + "/manifest.sig")
+                os.rename(STAGE, folder)
+            new["dir"] = folder
+        else:
+            new["part"] = job["part"]
+        old = doc.get("cur")
+        if old and old.get("dir") and old.get("dir") != new.get("dir"):
+            prev = doc.get("prev")
+            if prev and prev.get("dir") and prev.get("dir") not in (old.get("dir"), new.get("dir")):
+                _rmtree(prev["dir"])
+        doc.update({"cur": new, "prev": old, "trial": 1, "boots": 0, "fail": "",
+                    "max_boots": job["max_boots"], "trial_s": job["trial_s"]})
+        otaboot.write(doc)  # the one atomic step: the next boot runs the new version
+        self._finish()
+
+    def _finish(self, reboot=True):
+        self.switched = self.job["ver"]
+        _remove(JOB)
+        self.job = None
+        self.stats["ok"] += 1
+        if reboot:
+            self.env.reboot("ota: switch to %s" % self.switched)
+
+    def _fail(self, why):
+        self._close()
+        job = self.job
+        job["st"] = "failed"
+        job["err"] = why[:120]
+        self.stats["refused"] += 1
+        self._save()
+        _rmtree(STAGE)
+        print("ota: refused:", why)
+        if self.answer is not None:
+            self.answer(False, why)
+
+    def _save(self):
+        _mkdirs(OTA_DIR)
+        tmp = JOB + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(self.job, f)
+        os.rename(tmp, JOB)
+
+    def status(self):
+        """The status document's `ota` part: what runs, what is on trial,
+        what was rejected, and the progress of a running update."""
+        out = {"run": self.env.version()}
+        doc = otaboot.read()
+        if doc:
+            if doc.get("trial"):
+                out["trial"] = (doc.get("cur") or {}).get("ver")
+            if doc.get("rejected"):
+                out["rejected"] = doc["rejected"]
+        job = self.job
+        if job is not None:
+            out["st"] = job["st"]
+            if job.get("ver"):
+                out["ver"] = job["ver"]
+            if job.get("total"):
+                out["pct"] = min(100, job.get("done", 0) * 100 // job["total"])
+            if job.get("err"):
+                out["err"] = job["err"]
+        return out

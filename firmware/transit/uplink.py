@@ -125,8 +125,10 @@ class Uplink:
                       "fail_acl": 0, "fail_mqtt": 0, "lost": 0, "puback_timeouts": 0, "ping_timeouts": 0, "msgs": 0,
                       "live": 0, "recs_sent": 0, "recs_acked": 0, "split": 0, "too_big": 0, "tx_bytes": 0, "rx_bytes": 0,
                       "cmd_ok": 0, "cmd_err": 0, "cmd_dropped": 0, "rx_oversize": 0, "step_max_ms": 0,
-                      "connect_max_ms": 0, "last_error": self._tls_error or "", "umqtt": self.umqtt,
-                      "bad_hosts": cfg.get("broker.host").count(",") + 1 - len(self._hosts)}
+                      "connect_max_ms": 0, "last_error": self._tls_error or "", "umqtt": self.umqtt}
+        bad = cfg.get("broker.host").count(",") + 1 - len(self._hosts)
+        if bad:  # malformed entries in the broker list (only then: the dict stays its size)
+            self.stats["bad_hosts"] = bad
         self.connected = False
         self._fails = 0
         self._next_try = ticks_ms()

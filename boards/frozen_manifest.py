@@ -13,6 +13,4 @@
 # over the frozen one because boot.py puts /lib first on sys.path.
 include("$(PORT_DIR)/boards/manifest.py")
 
-package("transit", base_path="../firmware")
-for name in ("civil", "geo", "nmea", "nmea_reader", "beams", "dqueue", "dqueue_lane"):
-    module(name + ".py", base_path="../lib")
+include("frozen_firmware.py")  # transit/ and lib/: the same set the memory tests freeze

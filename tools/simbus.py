@@ -181,7 +181,41 @@ class Scenario:
             "open", self.start_unix + t + DOOR_OPEN_DELAY_S)
 
 
+BACKLOG_POS_S = 10  # an offline bus in traffic: a position every 10 s ...
+BACKLOG_STOP_S = 120  # ... and a stop visit every two minutes
+
+
+def make_backlog(cfg, board, state, seconds):
+    """Fill the board's queue with `seconds` of driving recorded while offline
+    (no Wi-Fi at all), through the firmware's own recording path, then stop:
+    the next boot finds it on flash, as a bus back from a day without a link.
+    Prints the number of stop visits and positions it made."""
+    from transit import app as appmod, records as R
+    network.set_aps([])
+    app = appmod.build(cfg, board, state, wlan=board.wlan())
+    app.boot_event()
+    t0 = CLOCK.utc_s()
+    lat, lon = 16820000, 100260000
+    stops = pos = 0
+    for k in range(seconds // BACKLOG_POS_S):
+        ts = t0 + k * BACKLOG_POS_S
+        lat += 90
+        lon += 40
+        if k % (BACKLOG_STOP_S // BACKLOG_POS_S) == 0:
+            stops += 1
+            app.record(R.STOP, R.pack_stop(stops, ts - 30, ts, lat, lon, 100 * k, 30, 12, 2, 0, ((3, 2), (1, 2))),
+                       ts, 0)
+        else:
+            pos += 1
+            app.record(R.POS, R.pack_position(lat, lon, 800, 450, 400, 9, 9, 1, 100 * k), ts, 0)
+        CLOCK.sleep_ms(BACKLOG_POS_S * 1000)
+        app.queue.poll()
+    app.queue.commit()
+    say("backlog", stops, pos, app.queue.depth())
+
+
 def main(path):
+    import gc
     with open(path) as f:
         sc = json.load(f)
     with open(sc["route"]) as f:
@@ -189,8 +223,28 @@ def main(path):
     accel = sc.get("accel", 0)
     CLOCK.set_virtual(0, utc_s=sc.get("start_unix", 1795766400), pace=(1.0 / accel) if accel else 0)
     network.set_aps([{"ssid": SSID, "key": WIFI_KEY, "rssi": -61}])
+    # Memory accounting on the 32-bit build with everything frozen (tools/mp32.py,
+    # host_tests/test_memory.py): what the fakes and the simulator hold before
+    # the first firmware module is imported, then (below) the plan's size.
+    # mem: {"cap": bytes, "startup_s": s}: after start-up no free hole may
+    # exceed cap (tools/heapcap.py), so no larger allocation can succeed.
+    mem = sc.get("mem")
+    lattice = None
+    if mem is not None:
+        if mem.get("cap"):
+            import heapcap
+            lattice = heapcap.Lattice(mem["cap"], check=not sc.get("measure"))
+        gc.collect()
+        sim_bytes = gc.mem_alloc()
+        say("mem sim", sim_bytes)
     import transit.startup
     from transit import app as appmod
+
+    if sc.get("backlog_s"):
+        CLOCK.set_virtual(0, utc_s=sc.get("start_unix", 1795766400) - sc["backlog_s"])
+        transit.startup.main(run=lambda cfg, board, state: make_backlog(cfg, board, state, sc["backlog_s"]),
+                             board_dirs=("boards",))
+        return
 
     def run(cfg, board, state):
         pins = [(d["beam_a"], d["beam_b"], d["switch"], d.get("active_low", True)) for d in board.desc["doors"]]
@@ -199,21 +253,32 @@ def main(path):
                             laps=sc.get("laps", 1), profile=pg.NOISY if sc.get("profile") == "noisy" else pg.CLEAN,
                             gps_loss=sc.get("gps_loss"), start_unix=sc.get("start_unix", 1795766400),
                             busy=sc.get("busy", 1), limit_s=int(sc.get("hours", 0) * 3600))
-        # All the code first, so what is measured after the baseline is data.
-        for m in ("nmea", "nmea_reader", "transit.doors", "transit.geofence", "transit.gpsclock",
-                  "transit.stops", "transit.track", "transit.roster", "transit.uplink", "transit.link",
-                  "transit.commands", "transit.health", "dqueue", "ssl"):
-            __import__(m)
+        # All the code first, so what is measured after the baseline is data
+        # (with frozen code the module objects are the firmware's: not here).
+        if mem is None:
+            for m in ("nmea", "nmea_reader", "transit.doors", "transit.geofence", "transit.gpsclock",
+                      "transit.stops", "transit.track", "transit.roster", "transit.uplink", "transit.link",
+                      "transit.commands", "transit.health", "dqueue", "ssl"):
+                __import__(m)
+        else:
+            gc.collect()
+            before = gc.mem_alloc()
+            scen = scenario()
+            gc.collect()
+            plan = gc.mem_alloc() - before
+            scen = None
+            say("mem plan", plan)
+            if sc.get("measure"):
+                say("baseline", sim_bytes + plan)  # what is not the firmware's
+                return
         if sc.get("measure"):
             # Code and the simulator's own data: everything that is not the
             # firmware's data (tools/sim.py adds the firmware's budget to it).
-            import gc
             scen = scenario()
             gc.collect()
             say("baseline", gc.mem_alloc())
             return
         scen = scenario()
-        import gc
         gc.collect()
         say("baseline-run", gc.mem_alloc())  # code + simulator: what follows is the firmware's data
         app = appmod.build(cfg, board, state, wlan=board.wlan())
@@ -224,7 +289,6 @@ def main(path):
         drain_until = None
         next_hour = 3600
         loops = 0
-        import gc
         peak = 0
         while True:
             app.step()
@@ -234,8 +298,16 @@ def main(path):
             if loops % 50 == 0:
                 gc.collect()
                 used = gc.mem_alloc()
+                if lattice is not None:
+                    used -= lattice.pinned_bytes()
+                    if lattice.pins:
+                        lattice.probe()
+                    if scen.seconds >= mem.get("startup_s", 60):
+                        lattice.pin()
                 if used > peak:
                     peak = used
+                    if mem is not None:
+                        say("mem peak", scen.seconds, used)
                 if scen.seconds >= next_hour:
                     say("hour", next_hour // 3600, used)
                     next_hour += 3600
@@ -252,6 +324,9 @@ def main(path):
                 if settled and app.queue.depth() == 0 or CLOCK.now_us() > drain_until:
                     break
         app.queue.commit()
+        if lattice is not None:
+            lattice.release()
+            say("mem cap", lattice.cap, "pins", lattice.pins, "holes", lattice.holes)
         say("truth", json.dumps({"served": scen.served, "seconds": scen.seconds, "depth": app.queue.depth(),
                                  "load": app.stops.load, "peak_heap": peak, "queue": app.queue.stats, "uplink": app.uplink.stats.get("msgs"),
                                  "visits": app.stops.n}))

@@ -47,7 +47,7 @@ _U32 = const(0xFFFFFFFF)
 class DurableQueue:
     def __init__(self, path, budget_bytes=DEFAULT_BUDGET, segment_bytes=DEFAULT_SEGMENT,
                  commit_ms=30000, commit_records=64, priority_types=(2, 3, 4),
-                 ticks_ms=None, pending_bytes_max=4096):
+                 ticks_ms=None, pending_bytes_max=2048):
         self.path = path
         self.budget_bytes = budget_bytes
         self.segment_bytes = segment_bytes

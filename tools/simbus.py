@@ -14,8 +14,10 @@ scenario: {"route": path, "seed": n, "accel": 10 (0 = as fast as possible),
            "start_unix": s, "profile": "clean"|"noisy", "drain_s": s}
 """
 
+import gc
 import json
 import sys
+from array import array
 
 import fakeclock
 import machine
@@ -56,6 +58,9 @@ class StopPlan:
         self.n_in = n_in
         self.n_out = n_out
         self.rng_state = rng_state
+        self.set_people(walk_us, true_in, true_out)
+
+    def set_people(self, walk_us, true_in, true_out):
         self.dwell_s = DOOR_OPEN_DELAY_S + WALK_START_S + walk_us // 1000000 + 1 + CLOSE_AFTER_S + LEAVE_AFTER_S
         self.true_in = true_in
         self.true_out = true_out
@@ -77,6 +82,7 @@ class Scenario:
         # the first terminus (simgps dwells only on arriving at a waypoint).
         self.waypoints = [wps[0]]
         self.plans = []
+        self.max_events = 0
         load = 0
         for lap in range(laps):
             seq = wps if lap % 2 == 0 else list(reversed(wps))
@@ -92,6 +98,10 @@ class Scenario:
                 n_in = 0 if last_stop else self.rng.between(2, 6 + 6 * busy)
                 load += n_in - n_out
                 self.plans.append(self._plan(s["id"], wp, n_in, n_out))
+                # Collect as we go: the generator's garbage is reused at the
+                # bottom and the plan packs low, leaving the firmware one
+                # unfragmented region above it (as on a board).
+                gc.collect()
         self.by_wp = {}
         for p in self.plans:
             self.by_wp[p.wp] = p
@@ -104,6 +114,16 @@ class Scenario:
         self.seconds = 0
         self.next_plan = 0
         self.limit_s = limit_s  # stop after this many seconds of driving (0: the whole plan)
+        # A stop's beam and switch edges wait here, made once for the largest
+        # stop, and go to the fake pins one simulated second at a time: the
+        # simulator then takes no large block from the heap while the
+        # firmware runs (its own lists would fragment the firmware's heap).
+        n = self.max_events
+        self.ev_t = array("i", bytes(4 * n))  # virtual µs, relative to ev_t0
+        self.ev_pin = bytearray(n)
+        self.ev_level = bytearray(n)
+        self.ev_n = self.ev_i = 0
+        self.ev_t0 = 0
 
     def _people(self, rng, n_in, n_out):
         """Per door: (edges, true_in, true_out, end_us), all from rng."""
@@ -116,10 +136,13 @@ class Scenario:
         return doors
 
     def _plan(self, sid, wp, n_in, n_out):
-        state = self.rng.s
+        # The plan first, the generator's garbage after it: what stays packs low.
+        p = StopPlan(sid, wp, n_in, n_out, self.rng.s, 0, 0, 0)
         doors = self._people(self.rng, n_in, n_out)
+        self.max_events = max(self.max_events, sum(len(d[0]) for d in doors) + 2 * len(doors))
         walk_us = max([d[3] for d in doors] + [0])
-        return StopPlan(sid, wp, n_in, n_out, state, walk_us, sum(d[1] for d in doors), sum(d[2] for d in doors))
+        p.set_people(walk_us, sum(d[1] for d in doors), sum(d[2] for d in doors))
+        return p
 
     def start(self, uart):
         self.uart = uart
@@ -144,6 +167,7 @@ class Scenario:
             self.uart.feed(data)
             t, lat, lon, v, crs = truth
             self._maybe_stop(t, lat, lon, v)
+            self._feed_pins(self.next_us + 1000000)
             if t % 60 == 0:
                 say("t", t, lat, lon, v)
             self.next_us += 1000000
@@ -160,6 +184,19 @@ class Scenario:
             self.next_plan += 1
             self._serve(p, t)
 
+    def _feed_pins(self, until_us):
+        """Hand the fake pins the waiting edges due before until_us."""
+        i = self.ev_i
+        if i >= self.ev_n:
+            return
+        batch = []
+        while i < self.ev_n and self.ev_t0 + self.ev_t[i] < until_us:
+            batch.append((self.ev_t0 + self.ev_t[i], self.ev_pin[i], self.ev_level[i]))
+            i += 1
+        self.ev_i = i
+        if batch:
+            machine.inject_timeline(batch)
+
     def stop_bytes(self):
         """Heap the largest stop's injected beam timeline takes (measuring run):
         the simulator's, not the firmware's, while the doors are open."""
@@ -169,13 +206,16 @@ class Scenario:
             gc.collect()
             before = gc.mem_alloc()
             self._inject(p)
+            self._feed_pins(CLOCK.now_us() + 1000000)
             gc.collect()
             worst = max(worst, gc.mem_alloc() - before)
             machine._SCHED.timeline[:] = []
+            self.ev_n = self.ev_i = 0
         return worst
 
     def _serve(self, p, t):
         self._inject(p)
+        self._feed_pins(CLOCK.now_us() + 1000000)
         self.served += 1
         say("stop", self.served, p.sid, "in", p.true_in, "out", p.true_out, "t", t,
             "open", self.start_unix + t + DOOR_OPEN_DELAY_S)
@@ -187,15 +227,32 @@ class Scenario:
         now = CLOCK.now_us()
         t_open = now + DOOR_OPEN_DELAY_S * 1000000
         t_walk = t_open + WALK_START_S * 1000000
-        events = []
-        for (a, b, sw, low), (edges, tin, tout, end) in zip(self.door_pins, doors):
-            events.append((t_open, sw, 0 if low else 1))
-            for te, pin, level in pg.to_pins(edges, a, b, low):
-                events.append((t_walk + te, pin, level))
         t_close = t_walk + max([d[3] for d in doors] + [0]) + CLOSE_AFTER_S * 1000000
+        self.ev_t0 = now
+        n = 0
         for a, b, sw, low in self.door_pins:
-            events.append((t_close, sw, 1 if low else 0))
-        machine.inject_timeline(events)
+            n = self._put(n, t_open - now, sw, 0 if low else 1)
+        for (a, b, sw, low), (edges, tin, tout, end) in zip(self.door_pins, doors):
+            inv = 1 if low else 0
+            for te, beam, level in edges:
+                n = self._put(n, t_walk + te - now, b if beam else a, level ^ inv)
+        for a, b, sw, low in self.door_pins:
+            n = self._put(n, t_close - now, sw, 1 if low else 0)
+        self.ev_n = n
+        self.ev_i = 0
+
+    def _put(self, n, t, pin, level):
+        """Insert one edge keeping the store in time order (doors interleave)."""
+        i = n
+        while i > 0 and self.ev_t[i - 1] > t:
+            self.ev_t[i] = self.ev_t[i - 1]
+            self.ev_pin[i] = self.ev_pin[i - 1]
+            self.ev_level[i] = self.ev_level[i - 1]
+            i -= 1
+        self.ev_t[i] = t
+        self.ev_pin[i] = pin
+        self.ev_level[i] = level
+        return n + 1
 
 
 BACKLOG_POS_S = 10  # an offline bus in traffic: a position every 10 s ...
@@ -268,6 +325,7 @@ def main(path):
         pins = [(d["beam_a"], d["beam_b"], d["switch"], d.get("active_low", True)) for d in desc["doors"]]
         prebuilt = make_scenario(route, pins, sc)
         desc = None
+        route["waypoints"] = route["stops"] = None  # the plan has what it needs; the JSON goes
         gc.collect()
         sim_bytes = gc.mem_alloc()
         say("mem sim", sim_bytes)

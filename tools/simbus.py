@@ -48,9 +48,8 @@ def _nearest(waypoints, at):
 
 
 class StopPlan:
-    """One stop's passengers, kept as the generator state that makes them:
-    the edges are made again when the bus gets there, so a day of stops
-    does not sit in the heap."""
+    """One stop's passengers: the generator state that makes them, and their
+    edges in three compact arrays (made before the firmware starts)."""
 
     def __init__(self, sid, wp, n_in, n_out, rng_state, walk_us, true_in, true_out):
         self.sid = sid
@@ -58,6 +57,8 @@ class StopPlan:
         self.n_in = n_in
         self.n_out = n_out
         self.rng_state = rng_state
+        self.n_events = 0
+        self.ev_t = self.ev_pin = self.ev_level = None  # its edges, in time order (Scenario._fill)
         self.set_people(walk_us, true_in, true_out)
 
     def set_people(self, walk_us, true_in, true_out):
@@ -82,7 +83,6 @@ class Scenario:
         # the first terminus (simgps dwells only on arriving at a waypoint).
         self.waypoints = [wps[0]]
         self.plans = []
-        self.max_events = 0
         load = 0
         for lap in range(laps):
             seq = wps if lap % 2 == 0 else list(reversed(wps))
@@ -114,15 +114,15 @@ class Scenario:
         self.seconds = 0
         self.next_plan = 0
         self.limit_s = limit_s  # stop after this many seconds of driving (0: the whole plan)
-        # A stop's beam and switch edges wait here, made once for the largest
-        # stop, and go to the fake pins one simulated second at a time: the
-        # simulator then takes no large block from the heap while the
-        # firmware runs (its own lists would fragment the firmware's heap).
-        n = self.max_events
-        self.ev_t = array("i", bytes(4 * n))  # virtual µs, relative to ev_t0
-        self.ev_pin = bytearray(n)
-        self.ev_level = bytearray(n)
-        self.ev_n = self.ev_i = 0
+        # Every stop's beam and switch edges, made now (before the firmware
+        # starts) into one compact store, go to the fake pins one simulated
+        # second at a time: while the firmware runs the simulator allocates
+        # nothing larger than that second's few edges.
+        for p in self.plans:
+            self._fill(p)
+            gc.collect()
+        self.cur = None  # the stop being served
+        self.ev_i = 0
         self.ev_t0 = 0
 
     def _people(self, rng, n_in, n_out):
@@ -139,7 +139,7 @@ class Scenario:
         # The plan first, the generator's garbage after it: what stays packs low.
         p = StopPlan(sid, wp, n_in, n_out, self.rng.s, 0, 0, 0)
         doors = self._people(self.rng, n_in, n_out)
-        self.max_events = max(self.max_events, sum(len(d[0]) for d in doors) + 2 * len(doors))
+        p.n_events = sum(len(d[0]) for d in doors) + 2 * len(doors)
         walk_us = max([d[3] for d in doors] + [0])
         p.set_people(walk_us, sum(d[1] for d in doors), sum(d[2] for d in doors))
         return p
@@ -186,73 +186,61 @@ class Scenario:
 
     def _feed_pins(self, until_us):
         """Hand the fake pins the waiting edges due before until_us."""
+        p = self.cur
         i = self.ev_i
-        if i >= self.ev_n:
+        if p is None or i >= p.n_events:
             return
         batch = []
-        while i < self.ev_n and self.ev_t0 + self.ev_t[i] < until_us:
-            batch.append((self.ev_t0 + self.ev_t[i], self.ev_pin[i], self.ev_level[i]))
+        while i < p.n_events and self.ev_t0 + p.ev_t[i] < until_us:
+            batch.append((self.ev_t0 + p.ev_t[i], p.ev_pin[i], p.ev_level[i]))
             i += 1
         self.ev_i = i
         if batch:
             machine.inject_timeline(batch)
 
-    def stop_bytes(self):
-        """Heap the largest stop's injected beam timeline takes (measuring run):
-        the simulator's, not the firmware's, while the doors are open."""
-        import gc
-        worst = 0
-        for p in self.plans:
-            gc.collect()
-            before = gc.mem_alloc()
-            self._inject(p)
-            self._feed_pins(CLOCK.now_us() + 1000000)
-            gc.collect()
-            worst = max(worst, gc.mem_alloc() - before)
-            machine._SCHED.timeline[:] = []
-            self.ev_n = self.ev_i = 0
-        return worst
-
     def _serve(self, p, t):
-        self._inject(p)
+        self.ev_t0 = CLOCK.now_us()
+        self.cur = p
+        self.ev_i = 0
         self._feed_pins(CLOCK.now_us() + 1000000)
         self.served += 1
         say("stop", self.served, p.sid, "in", p.true_in, "out", p.true_out, "t", t,
             "open", self.start_unix + t + DOOR_OPEN_DELAY_S)
 
-    def _inject(self, p):
+    def _fill(self, p):
+        """Store stop p's edges in its own compact arrays, in time order."""
+        p.ev_t = array("i", bytes(4 * p.n_events))  # virtual µs from the bus standing at the stop
+        p.ev_pin = bytearray(p.n_events)
+        p.ev_level = bytearray(p.n_events)
         rng = pg.Rng(0)
         rng.s = p.rng_state  # the same people as planned
         doors = self._people(rng, p.n_in, p.n_out)
-        now = CLOCK.now_us()
-        t_open = now + DOOR_OPEN_DELAY_S * 1000000
+        t_open = DOOR_OPEN_DELAY_S * 1000000
         t_walk = t_open + WALK_START_S * 1000000
         t_close = t_walk + max([d[3] for d in doors] + [0]) + CLOSE_AFTER_S * 1000000
-        self.ev_t0 = now
         n = 0
         for a, b, sw, low in self.door_pins:
-            n = self._put(n, t_open - now, sw, 0 if low else 1)
+            n = _put(p, n, t_open, sw, 0 if low else 1)
         for (a, b, sw, low), (edges, tin, tout, end) in zip(self.door_pins, doors):
             inv = 1 if low else 0
             for te, beam, level in edges:
-                n = self._put(n, t_walk + te - now, b if beam else a, level ^ inv)
+                n = _put(p, n, t_walk + te, b if beam else a, level ^ inv)
         for a, b, sw, low in self.door_pins:
-            n = self._put(n, t_close - now, sw, 1 if low else 0)
-        self.ev_n = n
-        self.ev_i = 0
+            n = _put(p, n, t_close, sw, 1 if low else 0)
 
-    def _put(self, n, t, pin, level):
-        """Insert one edge keeping the store in time order (doors interleave)."""
-        i = n
-        while i > 0 and self.ev_t[i - 1] > t:
-            self.ev_t[i] = self.ev_t[i - 1]
-            self.ev_pin[i] = self.ev_pin[i - 1]
-            self.ev_level[i] = self.ev_level[i - 1]
-            i -= 1
-        self.ev_t[i] = t
-        self.ev_pin[i] = pin
-        self.ev_level[i] = level
-        return n + 1
+
+def _put(p, n, t, pin, level):
+    """Insert one edge keeping the stop's edges in time order (doors interleave)."""
+    i = n
+    while i > 0 and p.ev_t[i - 1] > t:
+        p.ev_t[i] = p.ev_t[i - 1]
+        p.ev_pin[i] = p.ev_pin[i - 1]
+        p.ev_level[i] = p.ev_level[i - 1]
+        i -= 1
+    p.ev_t[i] = t
+    p.ev_pin[i] = pin
+    p.ev_level[i] = level
+    return n + 1
 
 
 BACKLOG_POS_S = 10  # an offline bus in traffic: a position every 10 s ...
@@ -356,9 +344,7 @@ def main(path):
             ring = -(-board.desc["gps"].get("rxbuf", 256) // 16) * 16
             say("mem ring", ring)
             if sc.get("measure"):
-                stops = prebuilt.stop_bytes()
-                say("mem stops", stops)
-                say("baseline", sim_bytes + ring + stops)  # what is not the firmware's
+                say("baseline", sim_bytes + ring)  # what is not the firmware's
                 return
         if sc.get("measure"):
             # Code and the simulator's own data: everything that is not the

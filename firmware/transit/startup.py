@@ -6,6 +6,7 @@ with the REPL free; an unexpected error in the application is recorded and
 the board resets, which the crash counter turns into safe mode if it repeats.
 """
 
+import gc
 import sys
 
 from transit import bootstate, safemode
@@ -38,8 +39,18 @@ def prepare(device_path="device.json", secrets_path="secrets.json", board_dirs=N
     return cfg, board, state
 
 
+# Collect after this many bytes allocated, not only when the heap is full:
+# garbage then never spreads over the whole heap, and what survives packs
+# low instead of leaving holes everywhere (on a 64 KiB heap the bus role
+# otherwise runs out of contiguous blocks while it drains a backlog;
+# docs/memory.md). A collection takes about as long either way.
+GC_THRESHOLD = 8192
+
+
 def main(run=None, **kw):
     """Boot. `run(cfg, board, state)` is the application (default: transit.app.run)."""
+    if hasattr(gc, "threshold"):  # MicroPython; CPython's gc has no such setting
+        gc.threshold(GC_THRESHOLD)
     cfg, board, state = prepare(**kw)
     if cfg is None:
         safemode.enter(state, board)

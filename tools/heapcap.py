@@ -6,7 +6,7 @@ block larger than CAP bytes after start-up. `Lattice.pin()` makes that
 strict at the moment it runs: it fills every free block of the heap with
 small linked nodes (first fit hands them out in rising addresses), keeps a
 node every CAP bytes of address as a pin, and lets the rest go. Every free
-hole is then shorter than CAP, so any later allocation larger than CAP
+hole is then at most CAP bytes, so any later allocation larger than CAP
 raises MemoryError, which stops the run.
 
 The simulators call pin() after start-up and again after each periodic
@@ -29,9 +29,9 @@ class Lattice:
     def __init__(self, cap, slots=0, check=True):
         self.cap = cap
         # A pin every cap bytes and one more beside each live run wider than
-        # cap, in heaps up to 128 KiB (fixed, so a measuring run on a big heap
+        # cap, in heaps up to 256 KiB (fixed, so a measuring run on a big heap
         # holds the same harness objects as the real one).
-        self.keep = [None] * (slots or 2 * 131072 // cap + 8)
+        self.keep = [None] * (slots or 2 * 262144 // cap + 8)
         self.n = 0
         self.pins = 0  # times pin() ran
         self.holes = 0  # probes that found a hole larger than cap

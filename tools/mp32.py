@@ -40,6 +40,7 @@ DEFAULT_ARCHIVE = os.path.join(os.path.dirname(ROOT), "shared", "micropython", A
 UNIX_FLAGS = ["MICROPY_FORCE_32BIT=1", "MICROPY_PY_FFI=0", "MICROPY_PY_BTREE=0", "MICROPY_PY_SSL=0",
               "MICROPY_SSL_MBEDTLS=0"]
 JOBS = "-j%d" % max(1, min(4, os.cpu_count() or 1))
+KEEP_BUILDS = 4  # cached binaries kept (worktrees and branches each have their own key)
 
 
 class BuildError(RuntimeError):
@@ -169,6 +170,10 @@ def ensure(say=print):
         os.makedirs(out_dir + ".part", exist_ok=True)
         log_path = os.path.join(out_dir + ".part", "build.log")
         say("mp32: building the 32-bit unix port with the firmware frozen (log: %s)" % log_path)
+        # The port re-freezes a module only when its source is newer than the
+        # .mpy it made before; checkouts elsewhere (other worktrees, older
+        # files) share this tree, so freeze everything afresh (seconds).
+        shutil.rmtree(os.path.join(tree, "ports", "unix", "build-standard", "frozen_mpy"), ignore_errors=True)
         with open(log_path, "w") as log:
             _run(["make", "-C", "mpy-cross", JOBS], log, cwd=tree)
             _run(["make", "-C", "ports/unix", JOBS] + UNIX_FLAGS
@@ -177,8 +182,20 @@ def ensure(say=print):
         shutil.copy2(built, os.path.join(out_dir + ".part", "micropython"))
         shutil.rmtree(out_dir, ignore_errors=True)
         os.rename(out_dir + ".part", out_dir)
+        _prune(out_dir)
         say("mp32: %s" % binary)
         return binary
+
+
+def _prune(keep, n=KEEP_BUILDS):
+    """Remove all but the n newest cached binaries (each key is one build)."""
+    root = cache_root()
+    dirs = [os.path.join(root, d) for d in os.listdir(root)
+            if d.startswith("mp32-") and not d.startswith("mp32-src-") and not d.endswith(".part")]
+    dirs.sort(key=os.path.getmtime, reverse=True)
+    for d in dirs[n:]:
+        if d != keep:
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def main():

@@ -26,11 +26,13 @@ from localbroker import Broker  # noqa: E402
 
 
 def soak(binary, hours, heap, cap, tag):
-    args = sim.parse(["--accel", "0", "--no-table", "--device", "bus-bench-%s" % tag, "--laps", "12",
+    # (a device folder of its own per process: build/sim/<device> is wiped at start)
+    args = sim.parse(["--accel", "0", "--no-table", "--device", "bus-bench-%s-%d" % (tag, os.getpid()), "--laps", "12",
                       "--hours", str(hours), "--busy", "2", "--outage-after", "12", "--outage-stops", "4",
                       "--gps-loss-at", "3000", "--seed", "11", "--backlog-h", "6", "--mp32", binary,
                       "--heap", "+%d" % heap, "--cap", str(cap)])
-    broker = Broker(os.path.join(os.path.dirname(HERE), "build", "bench_memory_broker"), persistence=True).start()
+    broker = Broker(os.path.join(os.path.dirname(HERE), "build", "bench_memory_broker_%d" % os.getpid()),
+                    persistence=True).start()
     try:
         r = sim.Run(args, broker, out=None)
         t0 = time.time()

@@ -8,9 +8,9 @@ object sizes and code layout as on an ESP32-WROOM-32 running a frozen image.
 What the firmware gets: exactly a 64 KiB heap (-X heapsize=65536 gives
 64000 bytes of blocks) on top of what is not the firmware's, measured in a
 run of its own before the firmware's first import: the fakes' and
-simulators' module objects, the route plan, the fake GPS UART's receive ring
-(the ESP-IDF's on a board) and the largest stop's injected beam timeline.
-Everything else, the firmware's module objects and data, must fit.
+simulators' module objects and their whole plan (every stop's beam edges in
+compact arrays), and the fake GPS UART's receive ring (the ESP-IDF's on a
+board). Everything else, the firmware's module objects and data, must fit.
 
 After start-up (60 s) tools/heapcap.py caps every free hole at 4 KiB, again
 after every collection (every 50 loops), so an allocation above 4 KiB raises
@@ -19,10 +19,9 @@ stays within 2 KiB of the first hour's.
 
 Bus: 2 hours of the busy line-1 route (bench/bench_memory.py drives 4), a
 broker outage of 4 stops and a 6-hour offline backlog queued before boot,
-drained while driving; in 68 KiB for now (BUS_HEAP; the 64 KiB goal is not
-met yet, docs/memory.md).
+drained while driving.
 Depot: 2 hours of gate traffic and buses coming and going over BLE, an
-outage in the second hour, a 6-hour offline backlog, in 64 KiB.
+outage in the second hour, a 6-hour offline backlog.
 """
 
 import json
@@ -38,12 +37,7 @@ sys.path.insert(0, paths.TOOLS)
 import mp32  # noqa: E402
 import sim  # noqa: E402
 
-FIRMWARE_HEAP = 65536  # the goal: the depot meets it
-# The bus role does not fit in 64 KiB yet while it drains a 6-hour backlog:
-# it runs out at start-up, building its first status document while the
-# catch-up batches are in flight. Held to 68 KiB until it does
-# (docs/memory.md, "What does not fit yet").
-BUS_HEAP = 65536
+FIRMWARE_HEAP = 65536  # the goal, for both roles (the bus needed 82 KiB before; docs/memory.md)
 CAP = 4096
 GROWTH = 2048
 
@@ -66,8 +60,8 @@ def run_bus(binary, broker, heap, hours, device="bus-mem"):
     return r, rc
 
 
-def test_bus_role_drains_a_six_hour_backlog_with_frozen_code(mp32_binary, broker_factory):
-    r, rc = run_bus(mp32_binary, broker_factory(persistence=True), BUS_HEAP, 2)
+def test_bus_role_runs_in_64k_with_frozen_code(mp32_binary, broker_factory):
+    r, rc = run_bus(mp32_binary, broker_factory(persistence=True), FIRMWARE_HEAP, 2)
     log = "\n".join(l for l in r.lines if not l.startswith(("SIM t ", "SIM status", "SIM stop", "SIM mem peak")))
     assert rc == 0, log[-3000:]
     assert "MemoryError" not in log, log[-3000:]
@@ -79,7 +73,7 @@ def test_bus_role_drains_a_six_hour_backlog_with_frozen_code(mp32_binary, broker
     hourly = [h - other for h in r.hourly]
     cap, pins = r.mem["cap"][0], r.mem["cap"][2]
     print("bus: heap %s = firmware %d + simulator %d; firmware peak %d, at each hour %s; %d heap caps at %d bytes"
-          % (r.heap, BUS_HEAP, int(r.heap) - BUS_HEAP, peak, hourly, pins, cap))
+          % (r.heap, FIRMWARE_HEAP, int(r.heap) - FIRMWARE_HEAP, peak, hourly, pins, cap))
     assert cap == CAP and pins > 3000  # the 4 KiB cap was in force after start-up
     assert r.mem["cap"][4] == 0  # and no hole above it ever formed between two caps
     assert len(hourly) >= 2 and max(hourly) - hourly[0] < GROWTH, hourly

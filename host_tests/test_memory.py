@@ -142,3 +142,52 @@ def test_depot_role_runs_in_64k_with_frozen_code(mp32_binary, broker_factory, su
     assert int(cap[3]) == CAP and int(cap[5]) > 1000
     assert len(hourly) >= 2 and max(hourly) - hourly[0] < GROWTH, hourly
     assert sub.wait_for(1, timeout=5, topic_prefix="phs/depot/depot-mem/count")
+
+
+HEAPCAP_SCRIPT = """
+import gc, heapcap
+junk = [bytearray(100) for i in range(60)]
+lat = heapcap.Lattice(%(cap)d)
+lat.pin()
+def fits(n):
+    try:
+        b = bytearray(n)
+        return True
+    except MemoryError:
+        return False
+print("fits", fits(%(cap)d - 32), fits(%(cap)d + 1), "holes", lat.probe(), "pins", lat.n)
+"""
+
+
+def test_heap_cap_refuses_any_block_above_the_cap(mp32_binary):
+    for cap in (4096, 1024):
+        out = subprocess.run([mp32_binary, "-X", "heapsize=65536", "-c", HEAPCAP_SCRIPT % {"cap": cap}],
+                             env=dict(os.environ, MICROPYPATH=".frozen", **sim.MP32_ENV), capture_output=True,
+                             text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        fields = out.stdout.split()
+        assert fields[1:3] == ["True", "False"], (cap, out.stdout)  # up to the cap fits, one byte more does not
+        assert fields[4] == "False" and int(fields[6]) >= 40000 // cap, out.stdout  # a pin every cap bytes
+
+
+def test_cache_key_covers_every_frozen_file():
+    """Every file boards/unix32_manifest.py freezes is hashed into the binary's cache key."""
+    named = []
+    boards = os.path.join(paths.ROOT, "boards")
+
+    def run(path):
+        here = os.path.dirname(path)
+        with open(path) as f:
+            code = f.read()
+        exec(code, {"include": lambda p: run(os.path.join(here, p)),
+                    "module": lambda p, base_path=".": named.append(os.path.normpath(os.path.join(here, base_path, p))),
+                    "package": lambda p, base_path=".": named.extend(
+                        os.path.normpath(os.path.join(d, f)) for d, _, fs in os.walk(os.path.join(here, base_path, p))
+                        for f in fs if f.endswith(".py"))})
+        named.append(os.path.normpath(path))
+
+    run(os.path.join(boards, "unix32_manifest.py"))
+    hashed = set(os.path.normpath(p) for p in mp32.frozen_files())
+    missing = [os.path.relpath(p, paths.ROOT) for p in named if p not in hashed and os.path.exists(p)]
+    assert named and missing == []
+    assert any(p.endswith(os.path.join("transit", "uplink.py")) for p in named)

@@ -31,7 +31,7 @@ from transit.mqttio import Conn, ConnectError, mqtt_connect, umqtt_info
 # Tuning group "uplink" (device.json "uplink": {...}); defaults below.
 RANGES = _settings.GROUPS["uplink"]
 DEFAULTS = {"batch_s": 60, "ack_ms": 10000, "connect_ms": 10000, "backoff_min_ms": 1000,
-            "backoff_max_ms": 300000, "msg_records": 12, "verify": 1}
+            "backoff_max_ms": 300000, "msg_records": 24, "verify": 1}
 
 _MSG_BYTES = 2048  # largest message body; batches that do not fit are split (docs/memory.md)
 _RX_BYTES = 1024  # largest incoming packet: a command, or our own retained status (publish check; ~0.7 KB)

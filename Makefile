@@ -2,6 +2,8 @@
 #   make sim    run the simulated bus against a local Mosquitto (README's main command);
 #               make sim CITY=1 also starts the city bridge and prints the live page's address
 #   make test   run the whole test suite (sets itself up on a fresh machine)
+#   make mp32   build (or find in ~/.cache/phs-transit) the 32-bit MicroPython with the firmware frozen
+#               (source: ../shared/micropython/ beside the checkout, or MP32_SRC=<clone of v1.28.0>)
 PYTHON ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
@@ -9,7 +11,7 @@ STAMP := $(VENV)/.installed
 MPYLIB_STAMP := build/mpylib/.fetched
 PYTEST_ARGS ?=
 
-.PHONY: setup test sim bench clean mosquitto chromium flash doctor provision revoke vboard release
+.PHONY: setup test sim bench clean mosquitto chromium flash doctor provision revoke vboard release mp32
 
 setup: $(STAMP) $(MPYLIB_STAMP) mosquitto chromium
 
@@ -29,7 +31,11 @@ mosquitto:
 chromium:
 	@bash tools/ensure_chromium.sh
 
-test: setup
+mp32: $(MPYLIB_STAMP)
+	@bash tools/ensure_multilib.sh
+	@$(VPY) tools/mp32.py
+
+test: setup mp32
 	$(VPY) -m pytest host_tests $(PYTEST_ARGS)
 
 sim: setup

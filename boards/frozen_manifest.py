@@ -13,9 +13,4 @@
 # over the frozen one because boot.py puts /lib first on sys.path.
 include("$(PORT_DIR)/boards/manifest.py")
 
-package("transit", base_path="../firmware")
-# Every module of lib/ (host_tests/test_house_rules.py checks this list is complete).
-LIB_MODULES = ("civil", "geo", "nmea", "nmea_fields", "nmea_reader", "edgering", "beampair", "beams", "dqueue",
-               "dqueue_boot", "dqueue_fs", "dqueue_lane", "dqueue_reader", "otaboot", "ed25519", "sha512")
-for name in LIB_MODULES:
-    module(name + ".py", base_path="../lib")
+include("frozen_firmware.py")  # transit/ and lib/: the same set the memory tests freeze

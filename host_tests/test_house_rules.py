@@ -109,12 +109,13 @@ def test_the_rules_fire_on_bad_code_and_spare_good_code():
 
 
 def test_the_frozen_manifest_freezes_every_firmware_library_module():
-    """A lib/ module missing from boards/frozen_manifest.py would be absent
-    from a WROOM-32 image: the board would fail at import in the field."""
+    """A lib/ module missing from boards/frozen_firmware.py (which the ESP32
+    image's manifest includes) would be absent from a WROOM-32 image: the
+    board would fail at import in the field."""
     import ast
     import os
     from harness import paths
-    with open(os.path.join(paths.BOARDS, "frozen_manifest.py")) as f:
+    with open(os.path.join(paths.BOARDS, "frozen_firmware.py")) as f:
         tree = ast.parse(f.read())
     listed = set()
     for node in ast.walk(tree):

@@ -20,7 +20,7 @@ class NmeaReader(nmea.NmeaParser):
     wait for the next second). max_line: longest sentence accepted, without
     CR LF (NMEA says 80; receivers send up to ~100)."""
 
-    def __init__(self, uart=None, allow_no_checksum=False, max_line=120, idle_ms=150, buf_size=512):
+    def __init__(self, uart=None, allow_no_checksum=False, max_line=120, idle_ms=150, buf_size=256):
         nmea.NmeaParser.__init__(self, allow_no_checksum, max(buf_size, 2 * max_line + 8))
         self.uart = uart
         self.max_line = max_line

@@ -47,6 +47,10 @@ from simlock import Busy, lock, unlock  # noqa: E402
 
 ROUTE = os.path.join(HERE, "routes", "phitsanulok_line1.json")
 SIM_FILES = ("simbus.py", "simgps.py", "passenger_gen.py")
+# glibc: heaps below 512 KiB come from the low half of the 32-bit address
+# space, where id() is a small int (tools/heapcap.py reads addresses on a full heap).
+MP32_ENV = {"MALLOC_MMAP_THRESHOLD_": "524288"}
+BACKLOG_ON = BACKLOG_OFF = 4  # passengers of each stop visit in an offline backlog (simbus.make_backlog)
 
 
 def micropython():
@@ -111,6 +115,8 @@ class Run:
         self.reset = None  # the firmware hit a board reset (watchdog): what the line said
         self.timed_out = False
         self._down = False
+        self.mem = {}  # "SIM mem" lines: sim, plan, cap (32-bit build only)
+        self.backlog = [0, 0, 0]  # stop visits, positions, queue depth made offline before the run
 
     def say(self, text):
         if self.out:
@@ -147,14 +153,32 @@ class Run:
                     "profile": a.profile, "drain_s": a.drain_s, "busy": a.busy, "hours": a.hours}
         with open(os.path.join(folder, "scenario.json"), "w") as f:
             json.dump(scenario, f)
+        if a.mp32:
+            # Everything frozen into the 32-bit build (tools/mp32.py): the firmware's
+            # share of the heap is measured apart from the fakes and the simulator.
+            scenario["mem"] = {"cap": a.cap, "startup_s": a.startup_s}
+            with open(os.path.join(folder, "scenario.json"), "w") as f:
+                json.dump(scenario, f)
+        env = dict(os.environ, MICROPYPATH=".frozen" if a.mp32 else import_path())
+        if a.mp32:
+            env.update(MP32_ENV)
+        if a.backlog_h:
+            self.make_backlog(folder, env, scenario)
         self.start_listener()
-        env = dict(os.environ, MICROPYPATH=import_path())
         heap = a.heap
         if heap.startswith("+"):
             self.code_heap = self.measure_baseline(folder, env)
-            heap = str(self.code_heap + int(heap[1:]))
+            extra = int(heap[1:])
+            if a.mp32:
+                # -X heapsize=65536 gives 64000 bytes of blocks: scale the
+                # simulator's share the same way, so the firmware gets exactly
+                # what a heap of `extra` bytes would give it.
+                extra += -(-self.code_heap * 65536 // 64000)
+            else:
+                extra += self.code_heap
+            heap = str(extra)
         self.heap = heap
-        cmd = [micropython(), "-X", "heapsize=" + heap, os.path.join(HERE, "simbus.py"), "scenario.json"]
+        cmd = [a.mp32 or micropython(), "-X", "heapsize=" + heap] + self.script() + ["scenario.json"]
         self.say("sim: %s driving %s (%s), %s" % (a.device, os.path.basename(a.route),
                                                    "%sx real time" % a.accel if a.accel else "as fast as possible",
                                                    "broker %s:%d" % (self.broker.host, self.broker.port)))
@@ -207,6 +231,9 @@ class Run:
                          "allows %s ms (uplink: %s) ***" % (f[2], f[4], f[6], f[8], self.reset["err"]))
             elif line.startswith("SIM hour "):
                 self.hourly.append(int(line.split()[3]))
+            elif line.startswith("SIM mem "):
+                f = line.split()
+                self.mem[f[2]] = [int(x) if x.isdigit() else x for x in f[3:]]
             elif line.startswith("SIM baseline-run "):
                 self.run_baseline = int(line.split()[2])
             elif line.startswith("SIM truth "):
@@ -218,6 +245,22 @@ class Run:
             else:
                 self.say("firmware: " + line)
 
+    def script(self):
+        return ["-m", "simbus"] if self.args.mp32 else [os.path.join(HERE, "simbus.py")]
+
+    def make_backlog(self, folder, env, scenario):
+        """The board was offline before this run: fill its queue (a run of its own)."""
+        with open(os.path.join(folder, "backlog.json"), "w") as f:
+            json.dump(dict(scenario, backlog_s=int(self.args.backlog_h * 3600), mem=None), f)
+        out = subprocess.run([self.args.mp32 or micropython(), "-X", "heapsize=2M"] + self.script() + ["backlog.json"],
+                             cwd=folder, env=env, capture_output=True, text=True)
+        for line in out.stdout.splitlines():
+            if line.startswith("SIM backlog "):
+                self.backlog = [int(x) for x in line.split()[2:]]
+                self.say("sim: %d stop visits and %d positions queued offline before the run" % tuple(self.backlog[:2]))
+                return
+        raise RuntimeError("could not make the offline backlog:\n" + (out.stdout + out.stderr)[-2000:])
+
     def measure_baseline(self, folder, env):
         """Heap taken by code, fakes and the simulator's plan, before the firmware's data."""
         path = os.path.join(folder, "scenario.json")
@@ -226,7 +269,7 @@ class Run:
         sc["measure"] = True
         with open(os.path.join(folder, "measure.json"), "w") as f:
             json.dump(sc, f)
-        out = subprocess.run([micropython(), "-X", "heapsize=8M", os.path.join(HERE, "simbus.py"), "measure.json"],
+        out = subprocess.run([self.args.mp32 or micropython(), "-X", "heapsize=8M"] + self.script() + ["measure.json"],
                              cwd=folder, env=env, capture_output=True, text=True).stdout
         for line in out.splitlines():
             if line.startswith("SIM baseline "):
@@ -270,10 +313,11 @@ class Run:
             return ["the broker received nothing from " + self.args.device]
         visits = [r for k, r in v.stream.records.values() if k == "stop"]
         truth = self.truth["stops"]
-        if len(visits) != len(truth):
-            problems.append("stop visits: broker has %d, the bus served %d" % (len(visits), len(truth)))
-        tin = sum(s[1] for s in truth)
-        tout = sum(s[2] for s in truth)
+        if len(visits) != len(truth) + self.backlog[0]:
+            problems.append("stop visits: broker has %d, the bus served %d (and %d from the offline backlog)"
+                            % (len(visits), len(truth), self.backlog[0]))
+        tin = sum(s[1] for s in truth) + BACKLOG_ON * self.backlog[0]
+        tout = sum(s[2] for s in truth) + BACKLOG_OFF * self.backlog[0]
         tol = max(1, (tin + tout) * 2 // 100)
         if abs(v.boardings - tin) + abs(v.alightings - tout) > tol:
             problems.append("passengers: broker counted %d on / %d off, truth %d / %d" % (
@@ -326,6 +370,14 @@ def parse(argv=None):
     ap.add_argument("--drain-s", type=int, default=600, help="virtual seconds to wait for the queue to drain")
     ap.add_argument("--heap", default="512K",
                     help="MicroPython heap (-X heapsize), or +N: code and simulator plus N bytes for the firmware's data")
+    ap.add_argument("--backlog-h", type=float, default=0,
+                    help="hours of driving the bus recorded offline before this run (queued on its flash)")
+    ap.add_argument("--mp32", metavar="BINARY",
+                    help="run on this 32-bit build with everything frozen (tools/mp32.py); --heap +N then gives "
+                         "the firmware exactly N bytes of heap besides the fakes and the simulator")
+    ap.add_argument("--cap", type=int, default=0,
+                    help="with --mp32: after start-up no free hole exceeds this many bytes (tools/heapcap.py)")
+    ap.add_argument("--startup-s", type=int, default=60, help="with --cap: seconds of driving counted as start-up")
     ap.add_argument("--every", type=float, default=3.0, help="seconds between live table refreshes")
     ap.add_argument("--no-table", dest="table", action="store_false")
     ap.add_argument("--verbose", action="store_true")

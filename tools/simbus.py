@@ -14,8 +14,10 @@ scenario: {"route": path, "seed": n, "accel": 10 (0 = as fast as possible),
            "start_unix": s, "profile": "clean"|"noisy", "drain_s": s}
 """
 
+import gc
 import json
 import sys
+from array import array
 
 import fakeclock
 import machine
@@ -46,9 +48,8 @@ def _nearest(waypoints, at):
 
 
 class StopPlan:
-    """One stop's passengers, kept as the generator state that makes them:
-    the edges are made again when the bus gets there, so a day of stops
-    does not sit in the heap."""
+    """One stop's passengers: the generator state that makes them, and their
+    edges in three compact arrays (made before the firmware starts)."""
 
     def __init__(self, sid, wp, n_in, n_out, rng_state, walk_us, true_in, true_out):
         self.sid = sid
@@ -56,6 +57,11 @@ class StopPlan:
         self.n_in = n_in
         self.n_out = n_out
         self.rng_state = rng_state
+        self.n_events = 0
+        self.ev_t = self.ev_pin = self.ev_level = None  # its edges, in time order (Scenario._fill)
+        self.set_people(walk_us, true_in, true_out)
+
+    def set_people(self, walk_us, true_in, true_out):
         self.dwell_s = DOOR_OPEN_DELAY_S + WALK_START_S + walk_us // 1000000 + 1 + CLOSE_AFTER_S + LEAVE_AFTER_S
         self.true_in = true_in
         self.true_out = true_out
@@ -92,6 +98,10 @@ class Scenario:
                 n_in = 0 if last_stop else self.rng.between(2, 6 + 6 * busy)
                 load += n_in - n_out
                 self.plans.append(self._plan(s["id"], wp, n_in, n_out))
+                # Collect as we go: the generator's garbage is reused at the
+                # bottom and the plan packs low, leaving the firmware one
+                # unfragmented region above it (as on a board).
+                gc.collect()
         self.by_wp = {}
         for p in self.plans:
             self.by_wp[p.wp] = p
@@ -104,6 +114,16 @@ class Scenario:
         self.seconds = 0
         self.next_plan = 0
         self.limit_s = limit_s  # stop after this many seconds of driving (0: the whole plan)
+        # Every stop's beam and switch edges, made now (before the firmware
+        # starts) into one compact store, go to the fake pins one simulated
+        # second at a time: while the firmware runs the simulator allocates
+        # nothing larger than that second's few edges.
+        for p in self.plans:
+            self._fill(p)
+            gc.collect()
+        self.cur = None  # the stop being served
+        self.ev_i = 0
+        self.ev_t0 = 0
 
     def _people(self, rng, n_in, n_out):
         """Per door: (edges, true_in, true_out, end_us), all from rng."""
@@ -116,10 +136,13 @@ class Scenario:
         return doors
 
     def _plan(self, sid, wp, n_in, n_out):
-        state = self.rng.s
+        # The plan first, the generator's garbage after it: what stays packs low.
+        p = StopPlan(sid, wp, n_in, n_out, self.rng.s, 0, 0, 0)
         doors = self._people(self.rng, n_in, n_out)
+        p.n_events = sum(len(d[0]) for d in doors) + 2 * len(doors)
         walk_us = max([d[3] for d in doors] + [0])
-        return StopPlan(sid, wp, n_in, n_out, state, walk_us, sum(d[1] for d in doors), sum(d[2] for d in doors))
+        p.set_people(walk_us, sum(d[1] for d in doors), sum(d[2] for d in doors))
+        return p
 
     def start(self, uart):
         self.uart = uart
@@ -144,6 +167,7 @@ class Scenario:
             self.uart.feed(data)
             t, lat, lon, v, crs = truth
             self._maybe_stop(t, lat, lon, v)
+            self._feed_pins(self.next_us + 1000000)
             if t % 60 == 0:
                 say("t", t, lat, lon, v)
             self.next_us += 1000000
@@ -160,28 +184,107 @@ class Scenario:
             self.next_plan += 1
             self._serve(p, t)
 
+    def _feed_pins(self, until_us):
+        """Hand the fake pins the waiting edges due before until_us."""
+        p = self.cur
+        i = self.ev_i
+        if p is None or i >= p.n_events:
+            return
+        batch = []
+        while i < p.n_events and self.ev_t0 + p.ev_t[i] < until_us:
+            batch.append((self.ev_t0 + p.ev_t[i], p.ev_pin[i], p.ev_level[i]))
+            i += 1
+        self.ev_i = i
+        if batch:
+            machine.inject_timeline(batch)
+
     def _serve(self, p, t):
-        rng = pg.Rng(0)
-        rng.s = p.rng_state  # the same people as planned
-        doors = self._people(rng, p.n_in, p.n_out)
-        now = CLOCK.now_us()
-        t_open = now + DOOR_OPEN_DELAY_S * 1000000
-        t_walk = t_open + WALK_START_S * 1000000
-        events = []
-        for (a, b, sw, low), (edges, tin, tout, end) in zip(self.door_pins, doors):
-            events.append((t_open, sw, 0 if low else 1))
-            for te, pin, level in pg.to_pins(edges, a, b, low):
-                events.append((t_walk + te, pin, level))
-        t_close = t_walk + max([d[3] for d in doors] + [0]) + CLOSE_AFTER_S * 1000000
-        for a, b, sw, low in self.door_pins:
-            events.append((t_close, sw, 1 if low else 0))
-        machine.inject_timeline(events)
+        self.ev_t0 = CLOCK.now_us()
+        self.cur = p
+        self.ev_i = 0
+        self._feed_pins(CLOCK.now_us() + 1000000)
         self.served += 1
         say("stop", self.served, p.sid, "in", p.true_in, "out", p.true_out, "t", t,
             "open", self.start_unix + t + DOOR_OPEN_DELAY_S)
 
+    def _fill(self, p):
+        """Store stop p's edges in its own compact arrays, in time order."""
+        p.ev_t = array("i", bytes(4 * p.n_events))  # virtual µs from the bus standing at the stop
+        p.ev_pin = bytearray(p.n_events)
+        p.ev_level = bytearray(p.n_events)
+        rng = pg.Rng(0)
+        rng.s = p.rng_state  # the same people as planned
+        doors = self._people(rng, p.n_in, p.n_out)
+        t_open = DOOR_OPEN_DELAY_S * 1000000
+        t_walk = t_open + WALK_START_S * 1000000
+        t_close = t_walk + max([d[3] for d in doors] + [0]) + CLOSE_AFTER_S * 1000000
+        n = 0
+        for a, b, sw, low in self.door_pins:
+            n = _put(p, n, t_open, sw, 0 if low else 1)
+        for (a, b, sw, low), (edges, tin, tout, end) in zip(self.door_pins, doors):
+            inv = 1 if low else 0
+            for te, beam, level in edges:
+                n = _put(p, n, t_walk + te, b if beam else a, level ^ inv)
+        for a, b, sw, low in self.door_pins:
+            n = _put(p, n, t_close, sw, 1 if low else 0)
+
+
+def _put(p, n, t, pin, level):
+    """Insert one edge keeping the stop's edges in time order (doors interleave)."""
+    i = n
+    while i > 0 and p.ev_t[i - 1] > t:
+        p.ev_t[i] = p.ev_t[i - 1]
+        p.ev_pin[i] = p.ev_pin[i - 1]
+        p.ev_level[i] = p.ev_level[i - 1]
+        i -= 1
+    p.ev_t[i] = t
+    p.ev_pin[i] = pin
+    p.ev_level[i] = level
+    return n + 1
+
+
+BACKLOG_POS_S = 10  # an offline bus in traffic: a position every 10 s ...
+BACKLOG_STOP_S = 120  # ... and a stop visit every two minutes
+
+
+def make_backlog(cfg, board, state, seconds):
+    """Fill the board's queue with `seconds` of driving recorded while offline
+    (no Wi-Fi at all), through the firmware's own recording path, then stop:
+    the next boot finds it on flash, as a bus back from a day without a link.
+    Prints the number of stop visits and positions it made."""
+    from transit import app as appmod, records as R
+    network.set_aps([])
+    app = appmod.build(cfg, board, state, wlan=board.wlan())
+    app.boot_event()
+    t0 = CLOCK.utc_s()
+    lat, lon = 16820000, 100260000
+    stops = pos = 0
+    for k in range(seconds // BACKLOG_POS_S):
+        ts = t0 + k * BACKLOG_POS_S
+        lat += 90
+        lon += 40
+        if k % (BACKLOG_STOP_S // BACKLOG_POS_S) == 0:
+            stops += 1
+            app.record(R.STOP, R.pack_stop(stops, ts - 30, ts, lat, lon, 100 * k, 30, 12, 2, 0, ((3, 2), (1, 2))),
+                       ts, 0)
+        else:
+            pos += 1
+            app.record(R.POS, R.pack_position(lat, lon, 800, 450, 400, 9, 9, 1, 100 * k), ts, 0)
+        CLOCK.sleep_ms(BACKLOG_POS_S * 1000)
+        app.queue.poll()
+    app.queue.commit()
+    say("backlog", stops, pos, app.queue.depth())
+
+
+def make_scenario(route, pins, sc):
+    return Scenario(route, pins, seed=sc.get("seed", 7), max_stops=sc.get("stops", 0),
+                    laps=sc.get("laps", 1), profile=pg.NOISY if sc.get("profile") == "noisy" else pg.CLEAN,
+                    gps_loss=sc.get("gps_loss"), start_unix=sc.get("start_unix", 1795766400),
+                    busy=sc.get("busy", 1), limit_s=int(sc.get("hours", 0) * 3600))
+
 
 def main(path):
+    import gc
     with open(path) as f:
         sc = json.load(f)
     with open(sc["route"]) as f:
@@ -189,31 +292,68 @@ def main(path):
     accel = sc.get("accel", 0)
     CLOCK.set_virtual(0, utc_s=sc.get("start_unix", 1795766400), pace=(1.0 / accel) if accel else 0)
     network.set_aps([{"ssid": SSID, "key": WIFI_KEY, "rssi": -61}])
+    # Memory accounting on the 32-bit build with everything frozen (tools/mp32.py,
+    # host_tests/test_memory.py): what the fakes and the simulator hold before
+    # the first firmware module is imported, then (below) the plan's size.
+    # mem: {"cap": bytes, "startup_s": s}: after start-up no free hole may
+    # exceed cap (tools/heapcap.py), so no larger allocation can succeed.
+    mem = sc.get("mem")
+    lattice = None
+    prebuilt = None
+    if mem is not None and not sc.get("backlog_s"):
+        if mem.get("cap"):
+            import heapcap
+            lattice = heapcap.Lattice(mem["cap"], check=not sc.get("measure"))
+        # The plan too, while the heap is empty (its lists grow through
+        # reallocations); the door pins come from the board file.
+        with open("device.json") as f:
+            board_name = json.load(f)["board"]
+        with open("boards/%s.json" % board_name) as f:
+            desc = json.load(f)
+        pins = [(d["beam_a"], d["beam_b"], d["switch"], d.get("active_low", True)) for d in desc["doors"]]
+        prebuilt = make_scenario(route, pins, sc)
+        desc = None
+        route["waypoints"] = route["stops"] = None  # the plan has what it needs; the JSON goes
+        gc.collect()
+        sim_bytes = gc.mem_alloc()
+        say("mem sim", sim_bytes)
     import transit.startup
     from transit import app as appmod
+
+    if sc.get("backlog_s"):
+        CLOCK.set_virtual(0, utc_s=sc.get("start_unix", 1795766400) - sc["backlog_s"])
+        transit.startup.main(run=lambda cfg, board, state: make_backlog(cfg, board, state, sc["backlog_s"]),
+                             board_dirs=("boards",))
+        return
 
     def run(cfg, board, state):
         pins = [(d["beam_a"], d["beam_b"], d["switch"], d.get("active_low", True)) for d in board.desc["doors"]]
         def scenario():
-            return Scenario(route, pins, seed=sc.get("seed", 7), max_stops=sc.get("stops", 0),
-                            laps=sc.get("laps", 1), profile=pg.NOISY if sc.get("profile") == "noisy" else pg.CLEAN,
-                            gps_loss=sc.get("gps_loss"), start_unix=sc.get("start_unix", 1795766400),
-                            busy=sc.get("busy", 1), limit_s=int(sc.get("hours", 0) * 3600))
-        # All the code first, so what is measured after the baseline is data.
-        for m in ("nmea", "nmea_reader", "transit.doors", "transit.geofence", "transit.gpsclock",
-                  "transit.stops", "transit.track", "transit.roster", "transit.uplink", "transit.link",
-                  "transit.commands", "transit.health", "dqueue", "ssl"):
-            __import__(m)
+            return make_scenario(route, pins, sc)
+        # All the code first, so what is measured after the baseline is data
+        # (with frozen code the module objects are the firmware's: not here).
+        if mem is None:
+            for m in ("nmea", "nmea_reader", "transit.doors", "transit.geofence", "transit.gpsclock",
+                      "transit.stops", "transit.track", "transit.roster", "transit.uplink", "transit.link",
+                      "transit.commands", "transit.health", "dqueue", "ssl"):
+                __import__(m)
+        else:
+            say("mem plan", 0)  # built before the firmware: in "mem sim"
+            # The fake GPS UART keeps its receive ring in this heap; on a board
+            # the ESP-IDF driver holds it outside the Python heap.
+            ring = -(-board.desc["gps"].get("rxbuf", 256) // 16) * 16
+            say("mem ring", ring)
+            if sc.get("measure"):
+                say("baseline", sim_bytes + ring)  # what is not the firmware's
+                return
         if sc.get("measure"):
             # Code and the simulator's own data: everything that is not the
             # firmware's data (tools/sim.py adds the firmware's budget to it).
-            import gc
             scen = scenario()
             gc.collect()
             say("baseline", gc.mem_alloc())
             return
-        scen = scenario()
-        import gc
+        scen = prebuilt or scenario()
         gc.collect()
         say("baseline-run", gc.mem_alloc())  # code + simulator: what follows is the firmware's data
         app = appmod.build(cfg, board, state, wlan=board.wlan())
@@ -224,7 +364,6 @@ def main(path):
         drain_until = None
         next_hour = 3600
         loops = 0
-        import gc
         peak = 0
         longest = 0  # virtual us of the longest step (a blocking connect shows here)
         while True:
@@ -247,8 +386,18 @@ def main(path):
             if loops % 50 == 0:
                 gc.collect()
                 used = gc.mem_alloc()
+                if mem is not None:
+                    used -= ring
+                if lattice is not None:
+                    used -= lattice.pinned_bytes()
+                    if lattice.pins:
+                        lattice.probe()
+                    if scen.seconds >= mem.get("startup_s", 60):
+                        lattice.pin()
                 if used > peak:
                     peak = used
+                    if mem is not None:
+                        say("mem peak", scen.seconds, used)
                 if scen.seconds >= next_hour:
                     say("hour", next_hour // 3600, used)
                     next_hour += 3600
@@ -265,6 +414,9 @@ def main(path):
                 if settled and app.queue.depth() == 0 or CLOCK.now_us() > drain_until:
                     break
         app.queue.commit()
+        if lattice is not None:
+            lattice.release()
+            say("mem cap", lattice.cap, "pins", lattice.pins, "holes", lattice.holes)
         say("truth", json.dumps({"served": scen.served, "seconds": scen.seconds, "depth": app.queue.depth(),
                                  "load": app.stops.load, "peak_heap": peak, "queue": app.queue.stats, "uplink": app.uplink.stats.get("msgs"),
                                  "visits": app.stops.n, "longest_step_ms": longest // 1000,

@@ -57,9 +57,7 @@ try:
     from transit.settings import GROUPS as _DECLARED
 except ImportError:  # config.py used on its own by a host tool
     _DECLARED = {}
-_GROUPS = {}
-for _g in _DECLARED:
-    _GROUPS[_g] = dict(_DECLARED[_g])
+_GROUPS = dict(_DECLARED)  # register_group replaces a group, never edits one: no copies (heap)
 
 
 class ConfigError(ValueError):

@@ -9,6 +9,7 @@ resets and power-ons are not crashes. After a crash loop a power cycle, or
 safe mode itself once an hour, lets the application try once more.
 """
 
+import gc
 import sys
 
 from transit import bootstate, safemode
@@ -98,8 +99,18 @@ def error_summary(text):
     return out[:200]
 
 
+# Collect after this many bytes allocated, not only when the heap is full:
+# garbage then never spreads over the whole heap, and what survives packs
+# low instead of leaving holes everywhere (on a 64 KiB heap the bus role
+# otherwise runs out of contiguous blocks while it drains a backlog;
+# docs/memory.md). A collection takes about as long either way.
+GC_THRESHOLD = 8192
+
+
 def main(run=None, **kw):
     """Boot. `run(cfg, board, state)` is the application (default: transit.app.run)."""
+    if hasattr(gc, "threshold"):  # MicroPython; CPython's gc has no such setting
+        gc.threshold(GC_THRESHOLD)
     cfg, board, state, reason = _prepare(kw.get("device_path", "device.json"), kw.get("secrets_path", "secrets.json"),
                                          kw.get("board_dirs"), kw.get("machine"))
     if reason is not None:

@@ -32,10 +32,10 @@ from transit.mqttio import Conn, ConnectError, mqtt_connect, umqtt_info
 # Tuning group "uplink" (device.json "uplink": {...}); defaults below.
 RANGES = _settings.GROUPS["uplink"]
 DEFAULTS = {"batch_s": 60, "ack_ms": 10000, "connect_ms": CONNECT_MS_DEFAULT, "backoff_min_ms": 1000,
-            "backoff_max_ms": 300000, "msg_records": 40, "verify": 1}
+            "backoff_max_ms": 300000, "msg_records": 24, "verify": 1}
 
-_MSG_BYTES = 4096  # largest message body; batches that do not fit are split
-_RX_BYTES = 1536  # largest incoming packet: a command, or our own retained status (publish check)
+_MSG_BYTES = 2048  # largest message body; batches that do not fit are split (docs/memory.md)
+_RX_BYTES = 1024  # largest incoming packet: a command, or our own retained status (publish check; ~0.7 KB)
 _MAX_CMDS = 4
 _CONNACK_AUTH = (4, 5)  # bad user name or password / not authorised
 _SUBACK_REFUSED = 0x80
@@ -380,10 +380,10 @@ class Uplink:
         if self._status_due or time.ticks_diff(now, self._next_status) >= 0:
             self._status_due = False
             self._next_status = time.ticks_add(now, self.cfg.get("status_period_s") * 1000)
-            text = self._status()
+            text = self._status().encode()  # one copy: it goes out and is the probe (heap)
             self._publish_doc("status", text)
             if not self._verified and self._probe is None:
-                self._probe = text.encode()
+                self._probe = text
                 self._probe_deadline = time.ticks_add(now, self.s["ack_ms"])
             return
         if not self._verified:

@@ -3,39 +3,13 @@ the wrapped socket behaves like an ESP32's (no settimeout; setblocking(True)
 waits forever). Verification is off unless asked for, as on the board, and
 certificate dates are judged by the board's clock (fakes/certclock.py)."""
 
-import tls
 from certclock import wrap
 from esp32socket import Esp32Socket, Esp32TlsSocket
-
-CERT_NONE = tls.CERT_NONE
-CERT_OPTIONAL = tls.CERT_OPTIONAL
-CERT_REQUIRED = tls.CERT_REQUIRED
-PROTOCOL_TLS_CLIENT = tls.PROTOCOL_TLS_CLIENT
-PROTOCOL_TLS_SERVER = tls.PROTOCOL_TLS_SERVER
+from tlsfake import (CERT_NONE, CERT_OPTIONAL, CERT_REQUIRED, MBEDTLS_VERSION,  # noqa: F401 - the ssl API
+                     PROTOCOL_TLS_CLIENT, PROTOCOL_TLS_SERVER, Context, module_wrap_socket)
 
 
-class SSLContext:
-    def __init__(self, protocol=PROTOCOL_TLS_CLIENT):
-        self._ctx = tls.SSLContext(protocol)
-        self._ctx.verify_mode = CERT_NONE  # the board's default: verify nothing
-
-    @property
-    def verify_mode(self):
-        return self._ctx.verify_mode
-
-    @verify_mode.setter
-    def verify_mode(self, mode):
-        self._ctx.verify_mode = mode
-
-    def load_verify_locations(self, cafile=None, cadata=None):
-        if cafile:
-            with open(cafile, "rb") as f:
-                cadata = f.read()
-        self._ctx.load_verify_locations(cadata)
-
-    def load_cert_chain(self, certfile, keyfile):
-        self._ctx.load_cert_chain(certfile, keyfile)
-
+class SSLContext(Context):
     def wrap_socket(self, sock, server_side=False, do_handshake_on_connect=True, server_hostname=None):
         timeout = None
         raw = sock
@@ -46,13 +20,4 @@ class SSLContext:
         return Esp32TlsSocket(wrapped, raw, timeout)
 
 
-def wrap_socket(sock, server_side=False, key=None, cert=None, cert_reqs=CERT_NONE,
-                cadata=None, server_hostname=None, do_handshake=True):
-    ctx = SSLContext(PROTOCOL_TLS_SERVER if server_side else PROTOCOL_TLS_CLIENT)
-    if cert or key:
-        ctx.load_cert_chain(cert, key)
-    if cadata:
-        ctx.load_verify_locations(cadata=cadata)
-    ctx.verify_mode = cert_reqs
-    return ctx.wrap_socket(sock, server_side=server_side,
-                           do_handshake_on_connect=do_handshake, server_hostname=server_hostname)
+wrap_socket = module_wrap_socket(SSLContext)

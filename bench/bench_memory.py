@@ -65,6 +65,7 @@ def main():
     if "cap" in r.mem:
         print("  heap caps placed: %s, holes above the cap found: %s" % (r.mem["cap"][2], r.mem["cap"][4]))
     if not ok:
+        print("  end check:", r.check() if r.truth is not None else "no result line")
         print("\n".join(l for l in r.lines if "Error" in l or l.startswith("  File"))[-1500:])
     if a.find:
         heap = a.heap

@@ -132,6 +132,20 @@ def test_acl_lets_a_device_publish_only_under_its_own_id(mp, broker_factory, sub
     assert not [m for m in sub.messages if "/bus-002/" in m[0]]
 
 
+def test_a_status_larger_than_the_receive_buffer_still_passes_the_publish_check(mp, broker, subscriber_factory,
+                                                                               tmp_path):
+    # The retained status comes back too big for the 1 KiB receive buffer and is
+    # dropped unread; its topic and exact length still prove the broker took it
+    # (before: the check failed forever and no record was ever sent).
+    sub = subscriber_factory(broker, ["phs/#"])
+    run = Run(mp, tmp_path, device(broker), prefill=20, total=20, status_pad=1400)
+    res = run.result()
+    assert res["stats"]["recs_acked"] == 20 and res["depth"] == 0, res["stats"]
+    assert res["stats"].get("fail_acl", 0) == 0
+    big = [p for t, p, _, _ in sub.wait_for(3, timeout=5) if t.endswith("/status")]
+    assert big and len(big[0]) > 1400
+
+
 def test_commands_are_answered_on_the_ack_topic_and_never_disturb_the_loop(mp, broker, subscriber_factory,
                                                                             tmp_path):
     import paho.mqtt.publish as publish

@@ -314,6 +314,11 @@ def main(path):
         prebuilt = make_scenario(route, pins, sc)
         desc = None
         route["waypoints"] = route["stops"] = None  # the plan has what it needs; the JSON goes
+        # Fakes the firmware loads on first use are fakes all the same: the UART,
+        # WDT, RTC and PCNT stand-ins, and the simulator's select (virtual time
+        # in socket waits). Loaded now, they count with the simulator.
+        import machine_periph  # noqa: F401
+        import select  # noqa: F401
         gc.collect()
         sim_bytes = gc.mem_alloc()
         say("mem sim", sim_bytes)

@@ -15,6 +15,7 @@ import time
 from dqueue import DEFAULT_BUDGET, DurableQueue
 from transit import VERSION, identity, records as R
 from transit.commands import Commands
+from transit.config import CONNECT_MS_DEFAULT
 from transit.health import Health, queue_source
 from transit.link import Link
 from transit.timesync import TimeSync
@@ -268,7 +269,8 @@ class BusApp(App):
         pins = board.door_pins()
         # The ESP32's pulse counter (machine.Encoder, firmware 1.27+) counts every
         # beam edge in hardware: a cross-check for edges lost in blocking calls.
-        self.doors = Doors(pins, cfg.group("counting") or None, encoders=pcnt_encoders(board.machine, pins))
+        self.doors = Doors(pins, cfg.group("counting") or None, encoders=pcnt_encoders(board.machine, pins),
+                           block_ms=cfg.get("uplink.connect_ms", CONNECT_MS_DEFAULT))
         counting = {"seats": cfg["bus.capacity_seated"], "standing": cfg["bus.capacity_standing"]}
         self.stops = StopVisits(self.doors, self.position, counting, boot_no=state.boots)
         self.fences = Geofences(parse_zones(cfg.get("geofences")))

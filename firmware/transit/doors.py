@@ -24,7 +24,7 @@ DEFAULTS = {
     "bunch_us": 500,  # late edges closer than this were run back to back, in a bunch
     "late_ms": 100,  # edges delivered this long after the previous step came through a blocking call
     "tailgate_gap_ms": 150,  # first beam clear this long before re-blocking: a second person
-    "ring_size": 256,  # edges buffered between two steps, all doors and switches: a 24 s socket wait
+    "ring_size": 0,  # edges buffered between two steps; 0: ring_for(the longest blocking call), below
 }
 
 
@@ -63,6 +63,15 @@ class _Door:
         self.switch_lost = 0  # switch changes found by polling: their edge was lost
 
 
+def ring_for(block_ms):
+    """Edge-ring slots for a blocking call of block_ms: the ESP32 services one
+    pin callback per 100 ms inside it, plus the 8 pending in its scheduler
+    queue, plus a quarter for the drain (bench/bench_counting.py measured
+    at most 163 slots in 20 s stalls on noisy beams)."""
+    n = block_ms // 100 + 8
+    return min(512, (n + n // 4 + 15) // 16 * 16)
+
+
 class Doors:
     """Per-door passenger counters for a bus.
 
@@ -77,7 +86,9 @@ class Doors:
     judged by the door state at its own time stamp, even when the loop was
     blocked while the door opened (the opening is learnt late, with its time)."""
 
-    def __init__(self, door_pins, config=None, now_us=None, encoders=None):
+    def __init__(self, door_pins, config=None, now_us=None, encoders=None, block_ms=24000):
+        """block_ms: the longest blocking call the firmware can make (a connect
+        attempt, uplink.connect_ms); the edge ring is sized to hold it."""
         now = ticks_us() if now_us is None else now_us
         self.grace_us = setting(config, "grace_ms") * 1000
         self.switch_us = setting(config, "switch_debounce_ms") * 1000
@@ -85,7 +96,7 @@ class Doors:
         for k in ("debounce_ms", "linger_ms", "fault_ms", "bunch_us", "tailgate_gap_ms", "late_ms"):
             timing[k] = setting(config, k)
         self.bank = BeamBank([(a, b, low, sw) for a, b, sw, low in door_pins],
-                             setting(config, "ring_size"), now, encoders=encoders, **timing)
+                             setting(config, "ring_size") or ring_for(block_ms), now, encoders=encoders, **timing)
         self.doors = []
         self.now_us = now  # time of the last step
         self.opened = 0  # door openings since boot, all doors (StopVisits sees openings it missed)

@@ -84,6 +84,8 @@ class Conn:
         self.tx_total = 0  # bytes handed to the socket, all connections (data budget)
         self.rx_total = 0
         self.oversize = 0  # incoming packets too large for rx, discarded
+        self.big_rem = 0  # the last one's remaining length and (PUBLISH) topic
+        self.big_topic = None
         self.close_errors = 0
         self._reset()
 
@@ -279,6 +281,14 @@ class Conn:
         total = i - self._rxh + rem
         if total > len(self.rx):
             self.oversize += 1
+            # Keep what identifies it (a PUBLISH's topic and length): the
+            # uplink's publish check can know its own status by them.
+            self.big_rem = rem
+            self.big_topic = None
+            if self.rx[self._rxh] & 0xF0 == 0x30 and i + 2 <= self._rxt:
+                tl = (self.rx[i] << 8) | self.rx[i + 1]
+                if i + 2 + tl <= self._rxt:
+                    self.big_topic = bytes(self._rxv[i + 2:i + 2 + tl])
             self._skip = total
             self._discard()
             return False

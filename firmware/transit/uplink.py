@@ -290,6 +290,16 @@ class Uplink:
         self.conn.write(topic)
 
     # --- connected ------------------------------------------------------
+    def _oversize_probe(self, c):
+        """Our status came back larger than the receive buffer (it was dropped
+        unread): the same topic and exactly our length prove the broker took it
+        as well as the bytes would (a refused publish never comes back)."""
+        topic = c.big_topic
+        c.big_topic = None
+        p = self._probe
+        if p is not None and topic == self._topics["status"] and c.big_rem == 2 + len(topic) + len(p):
+            self._on_msg(topic, p)
+
     def _on_msg(self, topic, msg):
         if topic == self._topics["status"]:
             # Our own retained status coming back proves the broker accepts our
@@ -326,6 +336,8 @@ class Uplink:
             raise OSError(errno.ECONNRESET)
         now = self._ticks()
         self.drain.check(now)
+        if c.big_topic is not None:
+            self._oversize_probe(c)
         if not self._verified and self._probe is not None and time.ticks_diff(now, self._probe_deadline) > 0:
             self.stats["fail_acl"] += 1
             self._drop("publish refused: %s" % self._topics["status"].decode())

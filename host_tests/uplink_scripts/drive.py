@@ -46,6 +46,8 @@ gc.collect(); print("@mem_after_uplink", gc.mem_free())
 hl.register("uplink", up.status)
 hl.register("queue", health.queue_source(q))
 hl.register("link", lambda: {"type": "none", "up": True})
+if sc.get("status_pad"):  # a status larger than the uplink's receive buffer
+    hl.register("pad", lambda: {"x": "p" * sc["status_pad"]})
 
 T0 = 1700000000
 appended = [0]  # a count: a list of 10,000 seqs would not fit the heap

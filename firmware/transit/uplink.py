@@ -17,6 +17,8 @@ on_set hook, `close()` before a planned reboot.
 """
 
 import errno
+import hashlib
+import io
 import json
 import random
 import time
@@ -28,6 +30,24 @@ from transit.config import CONNECT_MS_DEFAULT
 from transit import schema
 from transit.drain import Drain, _HEADROOM
 from transit.mqttio import Conn, ConnectError, mqtt_connect, umqtt_info
+
+class _Sink(io.IOBase):
+    """A stream for json.dump (MicroPython wants an io.IOBase): the JSON goes
+    into the message Writer, counted and hashed. json.dump hands over a buffer
+    it reuses: copied into the message at once, never kept."""
+
+    def __init__(self, w):
+        self.w = w
+        self.n = 0
+        self.h = hashlib.sha256()
+
+    def write(self, buf):
+        self.w.raw(buf)
+        self.h.update(buf)
+        n = len(buf)
+        self.n += n
+        return n
+
 
 # Tuning group "uplink" (device.json "uplink": {...}); defaults below.
 RANGES = _settings.GROUPS["uplink"]
@@ -297,18 +317,22 @@ class Uplink:
         topic = c.big_topic
         c.big_topic = None
         p = self._probe
-        if p is not None and topic == self._topics["status"] and c.big_rem == 2 + len(topic) + len(p):
-            self._on_msg(topic, p)
+        if p is not None and topic == self._topics["status"] and c.big_rem == 2 + len(topic) + p[0]:
+            self._verify_status()
+
+    def _verify_status(self):
+        self._verified = True
+        self._probe = None
+        self.stats["last_error"] = ""
+        self._unsubscribe = True
 
     def _on_msg(self, topic, msg):
         if topic == self._topics["status"]:
             # Our own retained status coming back proves the broker accepts our
             # publishes (MQTT 3.1.1 PUBACKs even what an ACL silently drops).
-            if self._probe is not None and msg == self._probe:
-                self._verified = True
-                self._probe = None
-                self.stats["last_error"] = ""
-                self._unsubscribe = True
+            p = self._probe
+            if p is not None and len(msg) == p[0] and hashlib.sha256(msg).digest() == p[1]:
+                self._verify_status()
             return
         if self.watch is not None and topic != self._cmd_b:
             if len(self._watched) < _MAX_CMDS:
@@ -392,10 +416,9 @@ class Uplink:
         if self._status_due or time.ticks_diff(now, self._next_status) >= 0:
             self._status_due = False
             self._next_status = time.ticks_add(now, self.cfg.get("status_period_s") * 1000)
-            text = self._status().encode()  # one copy: it goes out and is the probe (heap)
-            self._publish_doc("status", text)
-            if not self._verified and self._probe is None:
-                self._probe = text
+            probe = self._publish_status()
+            if probe is not None and not self._verified and self._probe is None:
+                self._probe = probe
                 self._probe_deadline = time.ticks_add(now, self.s["ack_ms"])
             return
         if not self._verified:
@@ -449,7 +472,23 @@ class Uplink:
 
     def _status(self):
         if self.status_doc is not None:
-            doc = self.status_doc()
-        else:
-            doc = {"v": schema.VERSION, "d": self.device_id, "e": self.epoch, "on": True, "uplink": self.status()}
-        return json.dumps(doc)
+            return self.status_doc()
+        return {"v": schema.VERSION, "d": self.device_id, "e": self.epoch, "on": True, "uplink": self.status()}
+
+    def _publish_status(self):
+        """The retained status, JSON streamed straight into the transmit buffer
+        (no string of the whole document on the heap). Returns what the publish
+        check compares it with: (length, SHA-256), or None when it did not fit."""
+        c = self.conn
+        w = c.begin_publish(self._topics["status"], 0, True)
+        w.end = len(c.tx) - _HEADROOM
+        sink = _Sink(w)
+        try:
+            json.dump(self._status(), sink)
+        except IndexError:  # a status over the message size: dropped, counted
+            c.abort_publish()
+            self.stats["too_big"] += 1
+            return None
+        c.end_publish(w)
+        self.stats["msgs"] += 1
+        return (sink.n, sink.h.digest())

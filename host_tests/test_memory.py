@@ -39,10 +39,10 @@ import sim  # noqa: E402
 
 FIRMWARE_HEAP = 65536  # the goal, for both roles (the bus needed 82 KiB before; docs/memory.md)
 # The bus role with time sync, fleet identity, OTA and the door-switch ring
-# merged needs 68 KiB (steady 57.7 KB, peak 61.4 KB live): the 64 KiB goal is
-# not met yet (docs/memory.md, "Open"). The test holds it to what it needs, so
-# any growth fails here.
-BUS_HEAP = 69632
+# merged, and the queue's 4 KiB RAM buffer (flash wear), needs 72 KiB (steady
+# 60.2 KB, peak 63.9 KB live): the 64 KiB goal is not met yet (docs/memory.md).
+# The test holds it to what it needs, so any growth fails here.
+BUS_HEAP = 73728
 CAP = 4096
 GROWTH = 2048
 

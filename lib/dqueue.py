@@ -51,7 +51,7 @@ _U32 = const(0xFFFFFFFF)
 class DurableQueue:
     def __init__(self, path, budget_bytes=DEFAULT_BUDGET, segment_bytes=None,
                  commit_ms=30000, commit_records=None, priority_types=(2, 3, 4),
-                 ticks_ms=None, pending_bytes_max=2048, keep_free_bytes=0):
+                 ticks_ms=None, pending_bytes_max=4096, keep_free_bytes=0):
         self.path = path
         self.budget_bytes = budget_bytes  # lowered at boot to what the filesystem has free
         # Room the queue never takes, beyond LittleFS' own: e.g. a staged

@@ -8,7 +8,7 @@ import time
 
 import machine
 from fakeclock import CLOCK
-from transit.doors import Doors, pcnt_encoders, DEFAULTS
+from transit.doors import Doors, pcnt_encoders, ring_for, DEFAULTS
 
 PINS = ((25, 26, 27), (32, 33, 14))
 P = machine.Pin
@@ -95,13 +95,20 @@ def test_health_reports_lingering_faults_and_overflows_per_door():
     doors = setup(1, {"fault_ms": 10000})
     inject(door(0, 60000) + [(1000, 25, 0), (4000, 25, 1), (20000, 26, 0)])
     run(doors, 40000, step_ms=50)
-    n = DEFAULTS["ring_size"] + 10
+    size = doors.bank.ring.size  # ring_for(the longest blocking call) unless configured
+    n = size + 10
     for _ in range(n):
         doors.bank.ring.push(0, 1, 0)
     h = doors.health()
     assert h["lingering"] == [2]
     assert h["faults"] == [1] and h["faulty"] == [1] and doors.any_fault()
-    assert h["irq_overflows"] == n - (DEFAULTS["ring_size"] - 1)
+    assert h["irq_overflows"] == n - (size - 1)
+
+
+def test_the_edge_ring_holds_the_longest_blocking_call():
+    # 10 callbacks a second inside a blocking call, 8 pending, a quarter spare.
+    assert ring_for(10000) == 144 and ring_for(24000) == 320
+    assert setup(1).bank.ring.size == ring_for(24000)
 
 
 def test_a_loop_that_defers_blocking_calls_while_busy_loses_nothing():

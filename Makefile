@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 MPYLIB_STAMP := build/mpylib/.fetched
 PYTEST_ARGS ?=
 
-.PHONY: setup test sim bench clean mosquitto chromium flash doctor provision revoke vboard release mp32
+.PHONY: setup test sim bench clean mosquitto chromium flash doctor provision revoke vboard release mp32 cmd
 
 setup: $(STAMP) $(MPYLIB_STAMP) mosquitto chromium
 
@@ -66,6 +66,14 @@ provision: setup
 revoke: setup
 	@test -n "$(DEVICE)" || { echo "revoke: give DEVICE=<device id>, e.g. make revoke DEVICE=bus-0301"; exit 2; }
 	$(VPY) tools/provision.py --revoke $(DEVICE) $(PROVISION_ARGS)
+
+# A command to boards, answers printed (docs/technician.md): make cmd DEVICES="bus-0107 bus-0108" CMD="get bus.route"
+DEVICES ?= $(DEVICE)
+CMD ?=
+CREDS ?= build/fleet/broker/operator.json
+cmd: setup
+	@test -n "$(DEVICES)" -a -n "$(CMD)" || { echo 'cmd: give DEVICES="<device ids>" and CMD="<command>", e.g. make cmd DEVICES=bus-0107 CMD="set status_period_s 600"'; exit 2; }
+	$(VPY) tools/command.py --creds $(CREDS) $(CMD_ARGS) $(DEVICES) $(CMD)
 
 vboard: setup
 	$(VPY) tools/vboard.py --fs build/vboard $(VBOARD_ARGS)

@@ -194,11 +194,12 @@ def credentials(args):
     return user, pw, host, int(port), ca, doc.get("cert"), doc.get("key")
 
 
-def connect(args, fleet, timeout_s=10.0):
-    """Connect, log in and subscribe; raise ListenError with the reason instead of showing an empty table."""
+def connect(args, fleet, timeout_s=10.0, topics=None, client_id=None):
+    """Connect, log in and subscribe (to `topics`, default <root>/#); raise ListenError with the reason
+    instead of showing an empty table. fleet.feed(topic, payload) gets every message."""
     import paho.mqtt.client as mqtt
     user, pw, host, port, ca, cert, key = credentials(args)
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="phs-listener-%d" % os.getpid())
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or "phs-listener-%d" % os.getpid())
     if user:
         client.username_pw_set(user, pw)
     if ca:
@@ -211,7 +212,7 @@ def connect(args, fleet, timeout_s=10.0):
         if rc.is_failure:
             done.set()
         else:
-            c.subscribe(args.root + "/#", qos=1)
+            c.subscribe([(t, 1) for t in topics or [args.root + "/#"]])
 
     def on_subscribe(c, u, mid, codes, props=None):
         state["suback"] = codes
@@ -234,8 +235,8 @@ def connect(args, fleet, timeout_s=10.0):
         why = ("the broker refused the login as %s (%s): check the credential file or ask for a provisioned "
                "account (consumer.json)" % (user or "anonymous", rc))
     elif codes and any(getattr(c, "is_failure", False) for c in codes):
-        why = ("logged in as %s but not allowed to read %s/#: use the consumer or operator account"
-               % (user or "anonymous", args.root))
+        why = ("logged in as %s but not allowed to read %s: use the consumer or operator account"
+               % (user or "anonymous", " ".join(topics or [args.root + "/#"])))
     if why:
         client.loop_stop()
         client.disconnect()

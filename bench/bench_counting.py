@@ -199,7 +199,7 @@ print(n, len(edges), dt, f.ins + f.outs, di)
 
 
 def main(argv):
-    seed, stops, boardings = 1, 200, 5000
+    seed, stops, boardings, only = 1, 200, 5000, None
     for i in range(1, len(argv) - 1, 2):
         if argv[i] == "--seed":
             seed = int(argv[i + 1])
@@ -207,6 +207,8 @@ def main(argv):
             stops = int(argv[i + 1])
         elif argv[i] == "--boardings":
             boardings = int(argv[i + 1])
+        elif argv[i] == "--only":
+            only = argv[i + 1].split(",")  # e.g. noisy:on-time,noisy:stalls
     print("service day: seed %d, %d stops, ~%d boardings; loop %d ms; blocking calls: publish %d-%d ms every %d s, "
           "reconnect %d-%d s every %d-%d s; one callback per %d ms inside them"
           % (seed, stops, boardings, STEP_MS, PUBLISH_WAIT_MS[0], PUBLISH_WAIT_MS[1], PUBLISH_EVERY_MS // 1000,
@@ -218,6 +220,8 @@ def main(argv):
     for name, prof in (("clean", gen.CLEAN), ("noisy", gen.NOISY)):
         base = None
         for label, stalls, pcnt in CASES:
+            if only and "%s:%s" % (name, label) not in only:
+                continue
             t0 = host_time.time()
             r = replay(seed, stops, boardings, prof, stalls, pcnt)
             dt = host_time.time() - t0
@@ -227,6 +231,8 @@ def main(argv):
                 name, label, r["correct"], r["err_in"], r["err_out"], base["correct"] - r["correct"],
                 "%d/%d" % r["true"], "%d/%d" % r["counted"], r["visits"], r["q_lost"], r["q_late"],
                 r["dropped"], r["overflows"], r["peak"], r["lost"], r["recovered"], r["unresolved"], dt))
+    if only:
+        return
     n, n_edges, dt, counted, idle = cost_under_unix_port(seed)
     print("unix port: %d crossings, %d edges, %d us -> %.1f us per crossing, %.2f us per edge (counted %d); "
           "idle loop step (2 doors + visits) %.1f us" % (n, n_edges, dt, dt / n, dt / n_edges, counted, idle))

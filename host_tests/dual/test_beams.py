@@ -169,13 +169,13 @@ def test_ring_keeps_order_across_wrap_and_counts_overflow():
     r = EdgeRing(4)
     got = []
     for i in range(3):
-        r.push(i, 1, 10 + i)
+        r.push(i, 1 << (3 * (i >> 1)), 10 + i)  # snapshot: A of the beam's pair blocked
     r.push(9, 1, 99)  # full (one slot stays free): dropped, counted
     assert (len(r), r.overflows) == (3, 1)
     for i in range(3):
         got.append(r.get(0))
         r.tail = (r.tail + 1) % r.size
-    r.push(5, 2, 1 << 29)
+    r.push(5, 2 << 6, 1 << 29)  # beam 5 is pair 2's: its bits are 6-8 of the snapshot
     assert r.get(0) == (5, 2, 1 << 29)
     assert got == [(0, 1, 10), (1, 1, 11), (2, 1, 12)]
 

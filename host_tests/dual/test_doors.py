@@ -256,3 +256,23 @@ def test_health_shows_chatter_and_a_door_switch_that_never_changes():
     assert h["switch_stuck"] == [0, 1]
     assert h["chatter_pm"][0] > 100 and h["chatter_pm"][1] == 0
     assert h["late"] == [0, 0] and h["ring_peak"] >= 1
+
+
+def test_inside_a_blocking_call_every_serviced_callback_samples_every_door():
+    """Door 1's beam A chatters through a 9.4 s socket wait and keeps the
+    8-deep callback queue full, so door 0's own edges are dropped; the board
+    still runs one callback per 100 ms, and each reads every door's pins:
+    door 0's two boardings and one alighting are seen in door 1's callbacks."""
+    doors = setup(2, {"ring_size": 128})  # 9.4 s at 10 callbacks a second
+    a1 = PINS[1][0]
+    ev = door(500, 13000, 0) + door(500, 13000, 1)
+    ev += [(1000 + 40 * k, a1, k & 1) for k in range(120)]  # 4.8 s of chatter, ends clear
+    ev += crossing(2000) + crossing(3500) + crossing(5000, inward=False)
+    inject(ev)
+    run(doors, 600)
+    machine.stall(9400, 100)
+    run(doors, 20000)
+    assert machine.scheduler().dropped > 50
+    assert doors.counts(0) == (2, 1)
+    assert doors.counts(1) == (0, 0)
+    assert doors.bank.samples > 10

@@ -164,7 +164,7 @@ class BeamBank:
                 if b & 3 != f.raw:
                     self.samples += 1
                     f.late += 1
-                    f.sample(b & 3, t, 2)
+                    f.sample(b & 3, t, 4)
 
     def _bunch(self, i, k):
         """k late edges run back to back: per pair, replay the toggles if they

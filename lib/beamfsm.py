@@ -67,6 +67,7 @@ class BeamFSM:
         self.hw = None  # optional PCNT quadrature counter (.value()), A leading = +1
         self.hw_sign = 1
         self.hw_base = 0
+        self.hw_moved = False  # the hardware count changed at least once (a PCNT that never does is miswired)
         self.sw_base = 0
         self.dirty = False  # late or lost edges since the last check against hw
         self.ahead = False  # a snapshot was adopted: queued edges may already be in it

@@ -121,6 +121,8 @@ class BeamPair(BeamFSM):
         adjustments are counted in `split`. Two people close together make
         one quadrature cycle: within a dirty window they count as one."""
         sw = self.ins - self.outs
+        if v != self.hw_base:
+            self.hw_moved = True
         if self.dirty:
             hw_net = (v - self.hw_base) * self.hw_sign
             d = (hw_net + 2) // 4 - (sw - self.sw_base)  # crossings still owed to the net

@@ -10,7 +10,10 @@ bounce, not a late bunch); late edges keep their order and lose their
 times: a run of them closer than `bunch_us` (what the interpreter ran back
 to back when the call returned) is replayed if its toggles explain its last
 snapshot, else the snapshots win and the edges missing are counted as lost.
-Auxiliary channels (door switches) are handed to `on_aux` in ring order.
+Every callback's snapshot holds every pair's levels: a late one is also a
+look at the other pairs (fed to their FSMs as samples without an edge), and
+any one shows every door switch. Auxiliary channels (door switches) and
+switch changes seen in snapshots are handed to `on_aux` in ring order.
 """
 
 from time import ticks_us, ticks_diff
@@ -28,8 +31,8 @@ class BeamBank:
     door open). encoders: optional PCNT quadrature counter per pair (or
     None), machine.Encoder(id, pin_a, pin_b, phases=4) where the firmware
     has it. A pair's door switch interrupts into the same ring, and every
-    beam callback also reads it: its changes go to on_aux(pair, level, t_us,
-    late) in ring order (late = 2: seen in a beam's snapshot)."""
+    callback also reads it: its changes go to on_aux(pair, level, t_us,
+    late) in ring order (late = 2: seen in another callback's snapshot)."""
 
     def __init__(self, pairs, ring_size=256, now_us=None, bunch_us=500, encoders=None, sched_depth=8,
                  late_ms=100, tick_ms=100, **timing):

@@ -21,6 +21,11 @@ Prints, per case:
 Then the cost per crossing and per idle loop step under the unix port.
 
 Usage: .venv/bin/python bench/bench_counting.py [--seed N] [--stops N] [--boardings N]
+       [--only STREAM:DELIVERY,...] [--oracle]
+--only runs some cases (e.g. noisy:stalls) and skips the cost figures;
+--oracle adds, to each case without PCNT, the bound of bench/counting_oracle.py:
+the share of crossings what the board saw (callback snapshots, loop polls)
+can show at all.
 Targets (issue 18): clean >= 99.9 % matched; noisy within 0.5 points of
 the same day without stalls; total error within +-1 %; with and without PCNT.
 """
@@ -31,7 +36,7 @@ import sys
 import time as host_time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-for p in ("host_tests/fakes", "host_tests", "firmware", "lib", "tools"):
+for p in ("host_tests/fakes", "host_tests", "firmware", "lib", "tools", "bench"):
     sys.path.insert(0, os.path.join(ROOT, p))
 
 import fakeclock  # noqa: E402
@@ -43,6 +48,7 @@ import fakereset  # noqa: E402
 import passenger_gen as gen  # noqa: E402
 from transit.doors import Doors, pcnt_encoders  # noqa: E402
 from transit.stops import StopVisits, Q_LOST, Q_LATE  # noqa: E402
+from counting_oracle import Oracle  # noqa: E402
 
 STEP_MS = 20  # main loop period
 PUBLISH_EVERY_MS = 5000  # a position publish (QoS 1) every 5 s ...
@@ -85,8 +91,9 @@ class Stalls:
             self.next_rec = now + self.rng.between(0, RECONNECT_EVERY_MS[1]) * 1000
 
 
-def replay(seed, stops, boardings, profile, stalls, pcnt=False):
-    """Run a service day; return per-case figures."""
+def replay(seed, stops, boardings, profile, stalls, pcnt=False, oracle=False):
+    """Run a service day; return per-case figures (with oracle: also the
+    bound of bench/counting_oracle.py on what the board saw)."""
     fakereset.reset()
     fakeclock.CLOCK.set_virtual(0, utc_s=1795768200)
     door_pins = [(machine.Pin(a, machine.Pin.IN, machine.Pin.PULL_UP),
@@ -94,6 +101,7 @@ def replay(seed, stops, boardings, profile, stalls, pcnt=False):
                   machine.Pin(s, machine.Pin.IN, machine.Pin.PULL_UP), True) for a, b, s in PINS]
     doors = Doors(door_pins, encoders=pcnt_encoders(machine, door_pins) if pcnt else None)
     visits = StopVisits(doors, lambda: None)
+    orc = Oracle(doors, fakeclock.CLOCK) if oracle else None
     sched = Stalls(seed)
     truth = wrong = tin = tout = cin = cout = 0
     flags = {"visits": 0, "lost": 0, "late": 0}
@@ -109,7 +117,7 @@ def replay(seed, stops, boardings, profile, stalls, pcnt=False):
             flags["lost"] += 1 if v.quality & Q_LOST else 0
             flags["late"] += 1 if v.quality & Q_LATE else 0
             v = visits.pop()
-    for st in gen.service_day(seed, stops, boardings, profile, len(PINS)):
+    for st in gen.service_day(seed, stops, boardings, profile, len(PINS), spans=oracle):
         start = st.t_open_us - 1000000
         if clock.now < start:
             clock.advance_us(start - clock.now)
@@ -127,6 +135,8 @@ def replay(seed, stops, boardings, profile, stalls, pcnt=False):
             if ms:
                 machine.stall(ms, SERVICE_MS)
             step()
+        if orc is not None:
+            orc.judge(st.spans)
         for i in range(len(PINS)):
             ci, co = doors.counts(i)
             ci -= before[i][0]
@@ -146,7 +156,8 @@ def replay(seed, stops, boardings, profile, stalls, pcnt=False):
             "visits": flags["visits"], "q_lost": flags["lost"], "q_late": flags["late"],
             "dropped": machine.scheduler().dropped, "lost": sum(h["lost_edges"]),
             "unresolved": sum(h["unresolved"]), "overflows": h["irq_overflows"], "peak": h["ring_peak"],
-            "recovered": sum(h["recovered"]), "late": sum(h["late"]), "longest_ms": sched.longest_ms}
+            "recovered": sum(h["recovered"]), "late": sum(h["late"]), "longest_ms": sched.longest_ms,
+            "oracle": (100.0 * orc.strict / orc.true, 100.0 * orc.generous / orc.true) if orc else None}
 
 
 def cost_under_unix_port(seed):
@@ -199,14 +210,17 @@ print(n, len(edges), dt, f.ins + f.outs, di)
 
 
 def main(argv):
-    seed, stops, boardings = 1, 200, 5000
-    for i in range(1, len(argv) - 1, 2):
-        if argv[i] == "--seed":
-            seed = int(argv[i + 1])
-        elif argv[i] == "--stops":
-            stops = int(argv[i + 1])
-        elif argv[i] == "--boardings":
-            boardings = int(argv[i + 1])
+    seed, stops, boardings, only, oracle = 1, 200, 5000, None, "--oracle" in argv
+    args = [a for a in argv[1:] if a != "--oracle"]
+    for i in range(0, len(args) - 1, 2):
+        if args[i] == "--seed":
+            seed = int(args[i + 1])
+        elif args[i] == "--stops":
+            stops = int(args[i + 1])
+        elif args[i] == "--boardings":
+            boardings = int(args[i + 1])
+        elif args[i] == "--only":
+            only = args[i + 1].split(",")  # e.g. noisy:on-time,noisy:stalls
     print("service day: seed %d, %d stops, ~%d boardings; loop %d ms; blocking calls: publish %d-%d ms every %d s, "
           "reconnect %d-%d s every %d-%d s; one callback per %d ms inside them"
           % (seed, stops, boardings, STEP_MS, PUBLISH_WAIT_MS[0], PUBLISH_WAIT_MS[1], PUBLISH_EVERY_MS // 1000,
@@ -218,8 +232,10 @@ def main(argv):
     for name, prof in (("clean", gen.CLEAN), ("noisy", gen.NOISY)):
         base = None
         for label, stalls, pcnt in CASES:
+            if only and "%s:%s" % (name, label) not in only:
+                continue
             t0 = host_time.time()
-            r = replay(seed, stops, boardings, prof, stalls, pcnt)
+            r = replay(seed, stops, boardings, prof, stalls, pcnt, oracle and not pcnt)
             dt = host_time.time() - t0
             if base is None:
                 base = r
@@ -227,6 +243,11 @@ def main(argv):
                 name, label, r["correct"], r["err_in"], r["err_out"], base["correct"] - r["correct"],
                 "%d/%d" % r["true"], "%d/%d" % r["counted"], r["visits"], r["q_lost"], r["q_late"],
                 r["dropped"], r["overflows"], r["peak"], r["lost"], r["recovered"], r["unresolved"], dt))
+            if r["oracle"]:
+                print("%-6s %-12s oracle on what the board saw: strict %.3f %%, generous %.3f %% of crossings"
+                      % (name, label, r["oracle"][0], r["oracle"][1]))
+    if only:
+        return
     n, n_edges, dt, counted, idle = cost_under_unix_port(seed)
     print("unix port: %d crossings, %d edges, %d us -> %.1f us per crossing, %.2f us per edge (counted %d); "
           "idle loop step (2 doors + visits) %.1f us" % (n, n_edges, dt, dt / n, dt / n_edges, counted, idle))

@@ -1,17 +1,18 @@
 """Dual-beam direction state machine for one beam pair (a door or a gate).
 
-Beam A is outside, beam B inside: A, A+B, B, none is IN; the reverse OUT.
 Edges come from the ring (lib/edgering.py) through BeamBank (lib/beams.py):
-on time they are toggles filtered by the debounce; delivered late (the loop
-was inside a blocking call) their order counts and their time does not, and
-a handler's snapshot of both beams, the truth when it ran, wins when the
-toggles cannot explain it. A pin level that disagrees with the FSM once the
-ring is empty means edges were lost: the FSM resyncs and counts the
-crossing it could not see as `unresolved`, never as a person.
+on time they are toggles filtered by the debounce (lib/beamfsm.py, the
+states); delivered late (the loop was inside a blocking call) their order
+counts and their time does not, and a handler's snapshot of the beams, the
+truth when it ran, wins when the toggles cannot explain it. Inside a
+blocking call every serviced callback, whichever pin raised it, is also a
+look at this pair (a sample without an edge). With a PCNT quadrature
+counter, crossings found late are held until the pair is at rest and the
+hardware's net count settles them.
 Times are ticks_us (wrapping); intervals always use ticks_diff.
 """
 
-from time import ticks_diff
+from beamfsm import BeamFSM, IN, OUT  # noqa: F401  (re-exported)
 
 try:
     from micropython import const
@@ -19,117 +20,31 @@ except ImportError:
     def const(x):
         return x
 
-IN = const(1)
-OUT = const(2)
-
-_IDLE = const(0)  # both beams clear
-_FIRST = const(1)  # first beam of the direction only
-_BOTH = const(2)  # both beams
-_SECOND = const(3)  # second beam only: the person has passed the first
-_AGAIN = const(4)  # first beam blocked again behind someone on the second
-_UNKNOWN = const(5)  # after a resync: wait for both beams clear
-_ANY = const(6)  # both beams blocked from rest (seen late): the beam that clears first gives the direction
+# The states of lib/beamfsm.py this module tests (same values).
+_IDLE = const(0)
+_SECOND = const(3)
+_AGAIN = const(4)
 
 
-
-class BeamPair:
+class BeamPair(BeamFSM):
     """Direction state machine for one beam pair (a door or a gate).
 
-    Feed it `edge(beam, snap, t_us)` (beam 0 = A outside, 1 = B inside; snap
-    = blocked levels when the handler ran, bit 0 A, bit 1 B) and call
-    `poll(now_us, a, b)` every loop with the pins' current blocked levels.
-    Counts accumulate in `ins`/`outs`; `on_crossing(direction, t_us)` is
-    called for each one when set."""
-
-    def __init__(self, debounce_ms=25, linger_ms=2500, fault_ms=120000,
-                 tailgate_gap_ms=150, on_crossing=None):
-        self.debounce_us = debounce_ms * 1000
-        self.tailgate_us = tailgate_gap_ms * 1000
-        self.linger_us = linger_ms * 1000
-        self.fault_us = fault_ms * 1000
-        self.on_crossing = on_crossing
-        self.raw = 0  # levels after every edge seen, bit 0 = A, bit 1 = B
-        self.lvl = 0  # committed (debounced) levels
-        self.pend_t = [0, 0]  # tick of the pending change per beam
-        self.since = [0, 0]  # tick of the last committed change per beam
-        self.stage = _IDLE
-        self.stage_t = 0  # tick the current pair state began
-        self.dirn = 0
-        self.first_beam = 0  # channel of the edge that took the pair from none to both (late)
-        self.flagged = 0  # lingering flags: bit per beam
-        self.fault = 0  # sensor fault flags: bit per beam
-        self.mismatch = 0
-        self.mismatch_t = 0
-        self.ins = 0
-        self.outs = 0
-        self.partial = 0  # entries that turned back
-        self.bounces = 0  # toggles cancelled by the debounce
-        self.late = 0  # edges delivered while the loop was blocked (counted by BeamBank)
-        self.edges = 0  # edges drained for this pair (chatter = bounces / edges)
-        self.inferred = 0  # pair states skipped while late, inferred from edge order
-        self.lost_edges = 0  # edges missed, found from pin levels
-        self.unresolved = 0  # crossings given up after lost edges
-        self.lingering = 0  # beams blocked longer than linger_ms
-        self.faults = 0  # beams blocked longer than fault_ms
-        self.hw = None  # optional PCNT quadrature counter (.value()), A leading = +1
-        self.hw_sign = 1
-        self.hw_base = 0
-        self.sw_base = 0
-        self.dirty = False  # late or lost edges since the last check against hw
-        self.ahead = False  # a snapshot was adopted: queued edges may already be in it
-        self.recovered = 0  # crossings only the hardware counter saw
-        self.split = 0  # crossings whose direction the hardware net count corrected
-        self.maybe = 0  # late: direction of an entry that seemed to turn back (0: none)
-        self.maybe_t = 0
-        self.revived = 0  # such entries a queued edge of the second beam showed were crossings
-        self.sh_in = 0  # crossings the FSM found while late, held until the hardware confirms them
-        self.sh_out = 0
-        self.sh_t = 0
-
-    def start(self, a, b, now_us):
-        """Adopt the current pin levels (boot, or after configuration)."""
-        s = a | (b << 1)
-        self.raw = self.lvl = s
-        self.since[0] = self.since[1] = self.stage_t = now_us
-        self.stage = _IDLE if s == 0 else _UNKNOWN
-        self.dirn = 0
+    Feed it `toggle(beam, t_us)` for edges on time, `edge(beam, snap,
+    t_us)` / `edge_late` / `sample` for edges and looks delivered late
+    (beam 0 = A outside, 1 = B inside; snap = blocked levels when the
+    handler ran, bit 0 A, bit 1 B) and call `poll(now_us, a, b)` every loop
+    with the pins' current blocked levels. Counts accumulate in
+    `ins`/`outs`; `on_crossing(direction, t_us)` is called for each one
+    when set."""
 
     def edge(self, beam, snap, t_us):
         """An edge delivered late on its own: a toggle if it agrees with its
         snapshot, else the snapshot wins (queued edges behind it, or lost).
         beam | 2: the callback queue was not empty, the edge may be stale."""
-        m = self.maybe
-        if m:
-            # A queued edge of the second beam after an entry that seemed to turn
-            # back: the person did reach the second beam between two samples.
-            if self.stage == _IDLE and (beam & 1) == (1 if m == IN else 0) and not snap & (1 << (beam & 1)):
-                self.maybe = 0
-                self.partial -= 1
-                self.revived += 1
-                self.dirn = m
-                self._count(self.maybe_t)
-                self.dirn = 0
-            elif self.stage != _IDLE:
-                self.maybe = 0
         if self.raw ^ (1 << (beam & 1)) != snap:
             self.sample(snap, t_us, beam)
             return
         self.toggle(beam & 1, t_us)
-
-    def toggle(self, beam, t_us):
-        """An edge delivered on time: a toggle filtered by the debounce. Its
-        snapshot is not used: on a bouncing beam the handler may read the
-        level after the next bounce, whose own callback follows. Lost edges
-        show at the next poll, when the pins disagree with the FSM."""
-        bit = 1 << beam
-        new = self.raw ^ bit
-        self._commit_due(t_us)
-        if (self.raw ^ self.lvl) & bit:  # this beam changed less than debounce ago
-            self.raw ^= bit
-            self.bounces += 1
-            return
-        self.raw = new
-        self.pend_t[beam] = t_us
 
     def edge_late(self, beam, t_us):
         """An edge of a late bunch whose toggles are known to be complete:
@@ -141,13 +56,16 @@ class BeamPair:
         self._set(new, t_us)
 
     def sample(self, snap, t_us, beam):
-        """Move to the pair state snap seen late. If both beams changed, the
-        skipped state is inferred from where the crossing under way was (the
-        edge's channel may be stale: callbacks queue): the first beam only to
-        the second only walked on through both; the second only to the first
-        only is one person leaving and the next entering; both to none
-        leaves by the second beam; none to both waits for the beam that
-        clears first to tell the direction."""
+        """Move to the pair state snap seen late. beam: the channel of the
+        callback's own edge (0/1 fresh, | 2 stale: the queue was not empty),
+        or 4: a look from another pair's callback, no edge of this pair. If
+        both beams changed, the skipped state is inferred from where the
+        crossing under way was: the first beam only to the second only
+        walked on through both; the second only to the first only is one
+        person leaving and the next entering when an edge of this pair says
+        the second beam cleared first, else a bag or body walking on through
+        both; both to none leaves by the second beam; none to both waits for
+        the beam that clears first to tell the direction."""
         self.dirty = True
         self.ahead = True
         self._commit_all()
@@ -172,158 +90,20 @@ class BeamPair:
                 # and the next entering; A then B a bag behind or walking on
                 self._set(cur ^ (1 << beam), t_us)
             elif st == _SECOND or st == _AGAIN:
-                self._set(0, t_us)  # stale edge: left by the second beam, the next person on the first
+                if beam < 4 and cur & (1 << (beam & 1)):
+                    # a queued edge of the second beam clearing: the queue keeps
+                    # edge order, so it cleared before the first was blocked
+                    # again: one person left, the next is on the first beam
+                    self._set(0, t_us)
+                else:
+                    # a look without an edge (another callback's snapshot): far
+                    # likelier a bag or body behind walking on through both than
+                    # a next person within one 100 ms tick; held for no time,
+                    # so not taken for a second person either
+                    self._set(3, self.stage_t)
             else:
                 self._set(3, t_us)  # stale edge: on the first beam, walked on through both
         self._set(snap, t_us)
-
-    def _commit_due(self, now_us):
-        p = self.raw ^ self.lvl
-        if not p:
-            return
-        d = self.debounce_us
-        pt = self.pend_t
-        if p == 3 and ticks_diff(pt[1], pt[0]) < 0:
-            if ticks_diff(now_us, pt[1]) >= d:
-                self._commit(1)
-            p = 1
-        if p & 1 and ticks_diff(now_us, pt[0]) >= d:
-            self._commit(0)
-        if p & 2 and ticks_diff(now_us, pt[1]) >= d:
-            self._commit(1)
-
-    def _commit_all(self):
-        p = self.raw ^ self.lvl
-        if p == 3 and ticks_diff(self.pend_t[1], self.pend_t[0]) < 0:
-            self._commit(1)
-            p = 1
-        if p & 1:
-            self._commit(0)
-        if p & 2:
-            self._commit(1)
-
-    def _commit(self, beam):
-        self._set(self.lvl ^ (1 << beam), self.pend_t[beam])
-
-    def _set(self, s, t):
-        d = s ^ self.lvl
-        for beam in (0, 1):
-            if d & (1 << beam):
-                self.since[beam] = t
-        self.flagged &= ~d
-        self.fault &= ~d
-        self.lvl = s
-        self._step(s, t)
-
-    def _step(self, s, t):
-        st = self.stage
-        held_us = ticks_diff(t, self.stage_t)  # time spent in the previous pair state
-        self.stage_t = t
-        if st == _UNKNOWN or st == _IDLE:
-            if s == 0:
-                self.stage = _IDLE
-            elif st == _IDLE:
-                if s == 3:
-                    self.stage = _ANY
-                    self.dirn = 0
-                else:
-                    self.stage = _FIRST
-                    self.dirn = IN if s == 1 else OUT
-            return
-        if st == _ANY:
-            if s == 3:
-                return
-            if s == 0:
-                self.stage = _IDLE
-                self.partial += 1
-                return
-            self.dirn = IN if s == 2 else OUT  # the beam still blocked is the second one
-            self.stage = _SECOND
-            return
-        rel = s if self.dirn == IN else ((s & 1) << 1) | (s >> 1)
-        if st == _FIRST:
-            if rel == 3:
-                self.stage = _BOTH
-            elif rel == 0:
-                self.stage = _IDLE
-                self.partial += 1
-                if self.dirty:  # seen late: a fast crossing may hide between two samples
-                    self.maybe = self.dirn
-                    self.maybe_t = t
-            else:
-                self.stage = _UNKNOWN
-        elif st == _BOTH:
-            if rel == 2:
-                self.stage = _SECOND
-            elif rel == 1:
-                self.stage = _FIRST
-            else:
-                self.stage = _UNKNOWN if s else _IDLE
-        elif st == _SECOND:
-            if rel == 0:
-                self.stage = _IDLE
-                self._count(t)
-            elif rel == 3:
-                # First beam blocked again: a second person if the first beam
-                # was clear long enough, else a bag or a swinging arm.
-                if held_us >= self.tailgate_us:
-                    self.stage = _AGAIN
-                else:
-                    self.stage = _BOTH
-            else:
-                self.stage = _UNKNOWN
-        else:  # _AGAIN: someone on the first beam while another is on the second
-            if rel == 1:  # the one ahead left through the second beam
-                self._count(t)
-                self.stage = _FIRST
-            elif rel == 2:  # the first beam cleared again: still one person
-                self.stage = _SECOND
-            else:
-                self.stage = _UNKNOWN if s else _IDLE
-
-    def _count(self, t):
-        if self.dirty and self.hw is not None:  # late: held for the hardware's net count
-            if self.dirn == IN:
-                self.sh_in += 1
-            else:
-                self.sh_out += 1
-            self.sh_t = t
-            return
-        self._emit(t)
-
-    def _emit(self, t):
-        if self.dirn == IN:
-            self.ins += 1
-        else:
-            self.outs += 1
-        cb = self.on_crossing
-        if cb is not None:
-            cb(self.dirn, t)
-
-    def poll(self, now_us, a, b):
-        """Commit settled edges, flag lingering/faulty beams, resync on lost edges.
-        Call it after draining the ring: every queued edge has been seen."""
-        self.ahead = False
-        self._commit_due(now_us)
-        s = self.lvl
-        for beam in (0, 1):
-            bit = 1 << beam
-            if s & bit:
-                held = ticks_diff(now_us, self.since[beam])
-                if held >= self.linger_us and not self.flagged & bit:
-                    self.flagged |= bit
-                    self.lingering += 1
-                if held >= self.fault_us and not self.fault & bit:
-                    self.fault |= bit
-                    self.faults += 1
-        diff = (a | (b << 1)) ^ self.raw
-        if diff != self.mismatch:
-            self.mismatch = diff
-            self.mismatch_t = now_us
-        elif diff and ticks_diff(now_us, self.mismatch_t) >= self.debounce_us:
-            self._resync(a | (b << 1), diff, now_us)
-        if self.hw is not None and self.stage == _IDLE and (self.raw | self.lvl | a | b) == 0:
-            self._check_hw(self.hw.value())
 
     def rest_hw(self, v):
         """A late callback saw the pair at rest with the hardware count v (read
@@ -341,6 +121,8 @@ class BeamPair:
         adjustments are counted in `split`. Two people close together make
         one quadrature cycle: within a dirty window they count as one."""
         sw = self.ins - self.outs
+        if v != self.hw_base:
+            self.hw_moved = True
         if self.dirty:
             hw_net = (v - self.hw_base) * self.hw_sign
             d = (hw_net + 2) // 4 - (sw - self.sw_base)  # crossings still owed to the net
@@ -373,21 +155,3 @@ class BeamPair:
             sw = self.ins - self.outs
         self.hw_base = v
         self.sw_base = sw
-
-    def _resync(self, actual, diff, now_us):
-        self.lost_edges += 1 if diff != 3 else 2
-        if self.stage != _IDLE or actual:
-            self.unresolved += 1
-        for beam in (0, 1):
-            if diff & (1 << beam):
-                self.since[beam] = now_us
-        self.raw = self.lvl = actual
-        self.dirty = True
-        self.stage = _IDLE if actual == 0 else _UNKNOWN
-        self.dirn = 0
-        self.mismatch = 0
-
-    def busy(self):
-        """True while a crossing is in progress or an edge awaits its debounce."""
-        return self.stage != _IDLE or self.raw != self.lvl
-

@@ -10,11 +10,14 @@ bounce, not a late bunch); late edges keep their order and lose their
 times: a run of them closer than `bunch_us` (what the interpreter ran back
 to back when the call returned) is replayed if its toggles explain its last
 snapshot, else the snapshots win and the edges missing are counted as lost.
-Auxiliary channels (door switches) are handed to `on_aux` in ring order.
+Every callback's snapshot holds every pair's levels: a late one is also a
+look at the other pairs (fed to their FSMs as samples without an edge), and
+any one shows every door switch. Auxiliary channels (door switches) and
+switch changes seen in snapshots are handed to `on_aux` in ring order.
 """
 
 from time import ticks_us, ticks_diff
-from edgering import EdgeRing, irq_handler, aux_handler, AUX
+from edgering import EdgeRing, irq_handler, AUX
 from beampair import BeamPair, IN, OUT  # noqa: F401  (re-exported: one import for users)
 
 _AUX_CODE = AUX << 3
@@ -28,19 +31,19 @@ class BeamBank:
     door open). encoders: optional PCNT quadrature counter per pair (or
     None), machine.Encoder(id, pin_a, pin_b, phases=4) where the firmware
     has it. A pair's door switch interrupts into the same ring, and every
-    beam callback also reads it: its changes go to on_aux(pair, level, t_us,
-    late) in ring order (late = 2: seen in a beam's snapshot)."""
+    callback also reads it: its changes go to on_aux(pair, level, t_us,
+    late) in ring order (late = 2: seen in another callback's snapshot)."""
 
     def __init__(self, pairs, ring_size=256, now_us=None, bunch_us=500, encoders=None, sched_depth=8,
                  late_ms=100, tick_ms=100, **timing):
-        self.ring = EdgeRing(ring_size)
+        n = len(pairs)
+        self.ring = EdgeRing(ring_size, n)
         self.bunch_us = bunch_us
         self.late_us = late_ms * 1000
         self.fresh_us = tick_ms * 1500  # a gap of more than 1.5 service ticks: the queue had run empty
         self.sched_depth = sched_depth  # pending callbacks the port keeps (8 on the ESP32)
         self.full_bunches = 0  # late bunches as long as the callback queue: edges were probably dropped
         self.on_aux = None
-        n = len(pairs)
         self.pins = []
         self.invert = bytearray(n)
         self._xor = bytearray(n)  # per pair: toggles seen in the current bunch
@@ -50,6 +53,16 @@ class BeamBank:
         self.last_us = now  # time of the previous drain
         self.has_sw = bytearray(n)  # per pair: a door switch is wired into the ring
         self.sw_seen = bytearray(n)  # per pair: the switch level last seen in the ring
+        self.samples = 0  # other pairs' snapshots taken from late callbacks (each a sample)
+        every = []  # every pin in snapshot bit order (3 per pair)
+        mask = 0
+        for i, pr in enumerate(pairs):
+            inv = 1 if pr[2] else 0
+            sw = pr[3] if len(pr) > 3 else None
+            every += [pr[0], pr[1], sw]
+            if inv:
+                mask |= (3 if sw is None else 7) << (3 * i)
+        every = tuple(every)
         for i, pr in enumerate(pairs):
             pa, pb, inv = pr[0], pr[1], 1 if pr[2] else 0
             sw = pr[3] if len(pr) > 3 else None
@@ -57,14 +70,13 @@ class BeamBank:
             fsm = BeamPair(**timing)
             self.fsms.append(fsm)
             enc = encoders[i] if encoders else None
-            pins = (pa, pb, sw, enc)
             for j, p in enumerate((pa, pb)):
                 self.pins.append(p)
-                p.irq(irq_handler(self.ring, 2 * i + j, pins, inv), p.IRQ_RISING | p.IRQ_FALLING)
+                p.irq(irq_handler(self.ring, 2 * i + j, every, (2 * i + j, mask, enc)), p.IRQ_RISING | p.IRQ_FALLING)
             if sw is not None:
                 self.has_sw[i] = 1
                 self.sw_seen[i] = sw.value() ^ inv
-                sw.irq(aux_handler(self.ring, i, sw, inv), sw.IRQ_RISING | sw.IRQ_FALLING)
+                sw.irq(irq_handler(self.ring, AUX | i, every, (AUX | i, mask, None)), sw.IRQ_RISING | sw.IRQ_FALLING)
             fsm.start(pa.value() ^ inv, pb.value() ^ inv, now)
             if enc is not None:
                 fsm.hw = enc
@@ -97,12 +109,10 @@ class BeamBank:
                 self.sw_seen[k] = c & 1
                 if self.on_aux is not None:
                     self.on_aux(k, c & 1, t, late)
+                self._others(ring._all[i], t, 255, late)
                 continue
             p = c >> 4
-            if self.has_sw[p] and (c >> 2) & 1 != self.sw_seen[p]:
-                self.sw_seen[p] ^= 1  # the door switch changed, seen by a beam's handler
-                if self.on_aux is not None:
-                    self.on_aux(p, self.sw_seen[p], t, 2)
+            self._others(ring._all[i], t, p, late)
             f = fsms[p]
             if not late:
                 ring.tail = i + 1 if i + 1 < size else 0
@@ -136,6 +146,28 @@ class BeamBank:
             inv = self.invert[i]
             fsms[i].poll(now, pins[2 * i].value() ^ inv, pins[2 * i + 1].value() ^ inv)
         return n
+
+    def _others(self, a, t, skip, late):
+        """What a callback's snapshot `a` (every pair's levels at t) says
+        beyond its own channel: door switches that changed (their own
+        callback may have been dropped, or still queued) go to on_aux, and,
+        when the callback came late, the beams of every pair but `skip`
+        (the callback's own, which its edge brings; 255: none) are a sample
+        for that pair's FSM: inside a blocking call each serviced callback,
+        whichever pin raised it, is a look at every door."""
+        fsms = self.fsms
+        for q in range(len(fsms)):
+            b = a >> (3 * q)
+            if self.has_sw[q] and (b >> 2) & 1 != self.sw_seen[q]:
+                self.sw_seen[q] ^= 1  # the door switch changed, seen by another handler
+                if self.on_aux is not None:
+                    self.on_aux(q, self.sw_seen[q], t, 2)
+            if late and q != skip:
+                f = fsms[q]
+                if b & 3 != f.raw:
+                    self.samples += 1
+                    f.late += 1
+                    f.sample(b & 3, t, 4)
 
     def _bunch(self, i, k):
         """k late edges run back to back: per pair, replay the toggles if they
@@ -187,3 +219,5 @@ class BeamBank:
                 fsms[p].edge_late((c >> 3) & 1, tt[m])
             m = m + 1 if m + 1 < size else 0
             ring.tail = m
+        m = m - 1 if m else size - 1
+        self._others(ring._all[m], tt[m], 255, True)  # the bunch's last look at every door

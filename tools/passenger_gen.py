@@ -156,15 +156,21 @@ def _union(iv):
     return out
 
 
-def door_edges(people, t0_us, rng, profile):
+def door_edges(people, t0_us, rng, profile, spans=None):
     """Edges for people passing one door one after another from t0_us.
 
-    Returns (edges sorted by time, true_in, true_out, end_us)."""
+    Returns (edges sorted by time, true_in, true_out, end_us). spans: a list
+    that gets (direction, t_start_us, t_end_us) per person who crosses, from
+    blocking their first beam to clearing their second (bench oracles)."""
     ia, ib = [], []
     t = t0_us
     tin = tout = 0
     for p in people:
+        na, nb = len(ia), len(ib)
         person_intervals(p, t, profile["beam_gap_cm"], ia, ib)
+        if spans is not None and p.crosses():
+            mine = ia[na:] + ib[nb:]
+            spans.append((p.dirn, min(iv[0] for iv in mine), max(iv[1] for iv in mine)))
         if p.crosses():
             if p.dirn == IN:
                 tin += 1
@@ -230,12 +236,14 @@ class Stop:
         self.doors = doors  # [edges] per door
         self.true_in = true_in  # [n] per door
         self.true_out = true_out
+        self.spans = None  # [[(direction, t_start_us, t_end_us)] per crossing] per door, when asked
 
 
-def service_day(seed, stops=200, boardings=5000, profile=CLEAN, doors=2, t0_us=10000000):
+def service_day(seed, stops=200, boardings=5000, profile=CLEAN, doors=2, t0_us=10000000, spans=False):
     """Yield Stops of a service day: about `boardings` people board (and
     the same number alight) over `stops` stops; doors open 2 s before the
-    first person and close 2 s after the last."""
+    first person and close 2 s after the last. spans: fill Stop.spans (the
+    streams are the same either way)."""
     rng = Rng(seed)
     load = 0
     t = t0_us
@@ -246,14 +254,18 @@ def service_day(seed, stops=200, boardings=5000, profile=CLEAN, doors=2, t0_us=1
         load += n_in - n_out
         t_open = t
         t_close = t
-        edges, tins, touts = [], [], []
+        edges, tins, touts, sp = [], [], [], []
         for d in range(doors):
             people = _crowd(rng, OUT, n_out // doors + (d < n_out % doors), profile)
             people += _crowd(rng, IN, n_in // doors + (d < n_in % doors), profile)
-            e, ti, to, end = door_edges(people, t_open + 2000000, rng, profile)
+            sp.append([] if spans else None)
+            e, ti, to, end = door_edges(people, t_open + 2000000, rng, profile, sp[-1])
             edges.append(e)
             tins.append(ti)
             touts.append(to)
             t_close = max(t_close, end + 2000000)
-        yield Stop(t_open, t_close, edges, tins, touts)
+        st = Stop(t_open, t_close, edges, tins, touts)
+        if spans:
+            st.spans = sp
+        yield st
         t = t_close + rng.between(30, 180) * 1000000

@@ -37,11 +37,20 @@ def setting(config, key):
 
 def pcnt_encoders(machine, door_pins, first_unit=0):
     """One machine.Encoder per door where the firmware has it (ESP32,
-    MicroPython 1.27+), else None: counting works without it."""
+    MicroPython 1.27+; the project's own image is 1.28), else None. A unit
+    that fails to start leaves its door without: None in its place, which
+    Doors counts in `pcnt_errors`. Counting works without PCNT, but it is the supported
+    configuration: Doors.health flags a door without a working one."""
     enc = getattr(machine, "Encoder", None)
     if enc is None:
         return None
-    return [enc(first_unit + i, a, b, phases=4) for i, (a, b, _, _) in enumerate(door_pins)]
+    out = []
+    for i, (a, b, _, _) in enumerate(door_pins):
+        try:
+            out.append(enc(first_unit + i, a, b, phases=4))
+        except Exception:  # counted by Doors (pcnt_errors): the door counts on, flagged
+            out.append(None)
+    return out
 
 
 class _Door:
@@ -114,6 +123,10 @@ class Doors:
             self.doors.append(d)
             self.bank.fsms[i].on_crossing = self._on_crossing(d)
         self.bank.on_aux = self._on_switch  # bound once: called from the drain, allocation-free
+        self.pcnt_errors = 0  # PCNT units that failed to start (None in a list of encoders)
+        for e in encoders or ():
+            if e is None:
+                self.pcnt_errors += 1
 
     def _on_crossing(self, d):
         grace = self.grace_us
@@ -249,7 +262,10 @@ class Doors:
         changed while another door opened at least 10 times), `late` (edges
         that came through a blocking call), `lost_edges`, `unresolved`,
         `recovered`/`split` (PCNT: crossings added / directions corrected),
-        `outside` (crossings with the door closed)."""
+        `outside` (crossings with the door closed), `no_pcnt` (0: the PCNT
+        cross-check works; 1: none, the firmware lacks machine.Encoder or
+        the unit failed to start, see `pcnt_errors`; 2: attached but its
+        count never moved while the door counted 10 crossings: miswired)."""
         fs = self.bank.fsms
         most = 0
         for d in self.doors:
@@ -272,6 +288,8 @@ class Doors:
             "switch_stuck": [1 if d.switch is not None and d.switch_edges == 0 and most >= 10 else 0
                              for d in self.doors],
             "switch_lost": [d.switch_lost for d in self.doors],
+            "no_pcnt": [1 if f.hw is None else (2 if not f.hw_moved and f.ins + f.outs >= 10 else 0) for f in fs],
+            "pcnt_errors": self.pcnt_errors,
             "irq_overflows": self.bank.ring.overflows,
             "ring_peak": self.bank.ring.peak,
         }

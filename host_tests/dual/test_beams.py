@@ -169,13 +169,13 @@ def test_ring_keeps_order_across_wrap_and_counts_overflow():
     r = EdgeRing(4)
     got = []
     for i in range(3):
-        r.push(i, 1, 10 + i)
+        r.push(i, 1 << (3 * (i >> 1)), 10 + i)  # snapshot: A of the beam's pair blocked
     r.push(9, 1, 99)  # full (one slot stays free): dropped, counted
     assert (len(r), r.overflows) == (3, 1)
     for i in range(3):
         got.append(r.get(0))
         r.tail = (r.tail + 1) % r.size
-    r.push(5, 2, 1 << 29)
+    r.push(5, 2 << 6, 1 << 29)  # beam 5 is pair 2's: its bits are 6-8 of the snapshot
     assert r.get(0) == (5, 2, 1 << 29)
     assert got == [(0, 1, 10), (1, 1, 11), (2, 1, 12)]
 
@@ -273,20 +273,41 @@ def test_pcnt_net_count_drops_a_bag_counted_twice_while_late():
     assert (f.ins, f.outs) == (1, 0)
 
 
-def test_late_entry_that_seemed_to_turn_back_counts_when_a_queued_edge_shows_the_second_beam():
-    """Seen late, a fast boarding is A at one sample and nothing at the next.
-    The queued callbacks behind it include beam B's edges: the person did
-    reach B, so it is a crossing. A step back leaves only A's edges."""
+def test_late_entry_that_turned_back_is_not_revived_by_a_queued_edge_of_the_second_beam():
+    """Seen late, an entry is A at one sample and nothing at the next, and
+    a queued edge of beam B follows. A step back that reached both beams
+    leaves B's edges too, and step backs outnumber crossings fast enough to
+    hide between two looks 100 ms apart (bench: counting it cost 0.2 points
+    on noisy days): it stays a partial entry."""
     f = pair()
     f.dirty = True
     f.sample(1, 100000, 0)
     f.sample(0, 200000, 0 | 2)  # a stale callback: both beams already clear
-    assert (f.ins, f.partial) == (0, 1)
     f.edge(1 | 2, 0, 300000)  # B's queued edge, its snapshot clear
-    assert (f.ins, f.partial, f.revived) == (1, 0, 1)
-    g = pair()
-    g.dirty = True
-    g.sample(1, 100000, 0)
-    g.sample(0, 200000, 0 | 2)
-    g.edge(0 | 2, 0, 300000)  # only A's own edges follow: a step back
-    assert (g.ins, g.partial) == (0, 1)
+    assert (f.ins, f.outs, f.partial) == (0, 0, 1)
+
+
+def _looks(f, seq, beam=4):
+    for t_ms, snap in seq:
+        f.sample(snap, t_ms * 1000, beam)
+
+
+def test_late_looks_from_second_beam_only_to_first_only_are_a_bag_walking_on_not_two_people():
+    """Looks from other doors' callbacks, 100 ms apart: A, A+B, B (the body
+    on the inner beam), then A only (the bag behind on the outer one), A+B,
+    B, none. Between two looks the bag blocked A before the body cleared B:
+    one boarding, not two."""
+    f = pair()
+    _looks(f, ((100, 1), (200, 3), (300, 2), (400, 1), (500, 3), (600, 2), (700, 0)))
+    assert (f.ins, f.outs) == (1, 0)
+
+
+def test_a_queued_edge_of_the_second_beam_clearing_before_the_first_is_blocked_again_is_two_people():
+    """The same looks, but the callback that shows A only is beam B's own
+    queued edge (B clearing): the queue keeps edge order, so B cleared
+    before A was blocked again: one person left, the next came."""
+    f = pair()
+    _looks(f, ((100, 1), (200, 3), (300, 2)))
+    f.edge(1 | 2, 1, 400000)  # B's edge (stale), its snapshot: A only
+    _looks(f, ((500, 3), (600, 2), (700, 0)))
+    assert (f.ins, f.outs) == (2, 0)

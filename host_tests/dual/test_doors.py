@@ -256,3 +256,82 @@ def test_health_shows_chatter_and_a_door_switch_that_never_changes():
     assert h["switch_stuck"] == [0, 1]
     assert h["chatter_pm"][0] > 100 and h["chatter_pm"][1] == 0
     assert h["late"] == [0, 0] and h["ring_peak"] >= 1
+
+
+def test_inside_a_blocking_call_every_serviced_callback_samples_every_door():
+    """Door 1's beam A chatters through a 9.4 s socket wait and keeps the
+    8-deep callback queue full, so door 0's own edges are dropped; the board
+    still runs one callback per 100 ms, and each reads every door's pins:
+    door 0's two boardings and one alighting are seen in door 1's callbacks."""
+    doors = setup(2, {"ring_size": 128})  # 9.4 s at 10 callbacks a second
+    a1 = PINS[1][0]
+    ev = door(500, 13000, 0) + door(500, 13000, 1)
+    ev += [(1000 + 50 * k, a1, k & 1) for k in range(96)]  # 4.8 s of chatter, ends clear
+    ev += crossing(2000) + crossing(3500) + crossing(5000, inward=False)
+    inject(ev)
+    run(doors, 600)
+    machine.stall(9400, 100)
+    run(doors, 20000)
+    assert machine.scheduler().dropped > 50
+    assert doors.counts(0) == (2, 1)
+    assert doors.counts(1) == (0, 0)
+    assert doors.bank.samples > 10
+
+
+class _NoEncoderMachine:
+    """A firmware without machine.Encoder (before 1.27, or built without it)."""
+
+
+class _FailingEncoderMachine:
+    """machine.Encoder exists but unit 1 cannot start (e.g. its PCNT unit is taken)."""
+
+    @staticmethod
+    def Encoder(unit, a, b, phases=4):
+        if unit == 1:
+            raise OSError(16)
+        return machine.Encoder(unit, a, b, phases=phases)
+
+
+class _SilentEncoder:
+    """An encoder that starts but never counts (wired to the wrong pins)."""
+
+    def value(self):
+        return 0
+
+
+def _pins(n):
+    CLOCK.set_virtual(0)
+    return [(P(a, P.IN, P.PULL_UP), P(b, P.IN, P.PULL_UP), P(s, P.IN, P.PULL_UP), True) for a, b, s in PINS[:n]]
+
+
+def test_a_bus_without_a_working_pcnt_says_so_per_door_in_its_health():
+    """PCNT is the supported configuration: a door without one is flagged
+    (1: none, the firmware lacks machine.Encoder or it failed to start, the
+    failure counted), and a door with one reports nothing."""
+    pins = _pins(2)
+    doors = Doors(pins, encoders=pcnt_encoders(_NoEncoderMachine, pins))
+    assert doors.health()["no_pcnt"] == [1, 1]
+    pins = _pins(2)
+    doors = Doors(pins, encoders=pcnt_encoders(_FailingEncoderMachine, pins))
+    h = doors.health()
+    assert h["no_pcnt"] == [0, 1] and h["pcnt_errors"] == 1
+    pins = _pins(2)
+    doors = Doors(pins, encoders=pcnt_encoders(machine, pins))
+    ev = door(500, 4000, 0) + crossing(1000, 0)
+    inject(ev)
+    run(doors, 6000)
+    h = doors.health()
+    assert doors.counts(0) == (1, 0)
+    assert h["no_pcnt"] == [0, 0] and h["pcnt_errors"] == 0
+
+
+def test_a_pcnt_encoder_that_never_counts_while_its_door_does_is_flagged():
+    pins = _pins(1)
+    doors = Doors(pins, encoders=[_SilentEncoder()])
+    ev = door(500, 12000)
+    for i in range(10):
+        ev += crossing(1000 + 1000 * i)
+    inject(ev)
+    run(doors, 14000)
+    assert doors.counts(0) == (10, 0)
+    assert doors.health()["no_pcnt"] == [2]

@@ -300,6 +300,26 @@ def test_a_firmware_image_goes_to_the_next_partition_and_the_bootloader_rolls_ba
     assert rej["ver"] == "10.0.0" and "bootloader rolled back" in rej["why"]
 
 
+def test_an_image_download_cut_after_every_step_resumes_and_boots_the_whole_image(mp, tmp_path, keys, server):
+    """A reset after each agent step: the next boot's agent hashes what is on
+    the partition, erases the block a cut interrupted and writes on, up to
+    and past the last, partial block."""
+    img = tmp_path / "fw.bin"
+    img.write_bytes(bytes((i * 7) & 0xFF for i in range(3 * 4096 + 300)))
+    _, url = _release(server, keys, version="10.2.0", image=str(img))
+    res = _agent(mp, tmp_path, keys, url, steps=1)  # accepted; the manifest and its check
+    resets = 0
+    while "REBOOT" not in res.stdout:
+        assert "ANSWER False" not in res.stdout, res.stdout
+        resets += 1
+        assert resets < 40, res.stdout
+        res = _agent(mp, tmp_path, keys, start=False, steps=1)
+    assert resets >= 4  # one block per step, and the step that checks the hash and sets the boot slot
+    with open(tmp_path / "esp32flash" / "ota_1.bin", "rb") as f:
+        assert f.read(img.stat().st_size) == img.read_bytes()
+    assert json.loads((tmp_path / "esp32flash" / "otadata.json").read_text())["boot"] == "ota_1"
+
+
 def test_a_confirmed_image_stays(mp, tmp_path, keys, server):
     img = tmp_path / "fw.bin"
     img.write_bytes(b"\xe9" + bytes(8191))

@@ -199,7 +199,8 @@ class Agent:
         at = cmd.get("at", "idle")
         if at not in ("now", "idle"):
             raise OtaError("at: now or idle")
-        self.ent = None
+        self.ent = self.img = self.h = None  # nothing of an earlier job carries over
+        self.fill = 0
         self.job = {"url": url, "st": "manifest", "i": 0, "id": cmd.get("id"), "at": at, "err": "",
                     "trial_s": int(cmd.get("trial_s", 60)), "max_boots": int(cmd.get("max_boots", 3))}
         self._save()
@@ -418,7 +419,7 @@ class Agent:
         mv = memoryview(buf)
         if self.h is None:  # (re)start: hash what earlier steps or boots wrote
             self.h = hashlib.sha256()
-            for pos in range(0, job["i"] * BLOCK, BUF):
+            for pos in range(0, min(job["i"] * BLOCK, size), BUF):  # the last block is partial
                 part.readblocks(pos // BLOCK, buf, pos % BLOCK)
                 self.h.update(mv[:min(BUF, size - pos)])
             self.fill = 0

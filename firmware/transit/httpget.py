@@ -109,7 +109,7 @@ class RangeGet:
             n += 1
             if n >= 4 and head[n - 4] == 13 and head[n - 3] == 10 and head[n - 2] == 13 and head[n - 1] == 10:
                 break
-        self._parse(bytes(mv[:n]), offset)
+        self._parse(head, n, offset)
 
     def _send(self, data, t0, timeout_ms):
         mv = memoryview(data)
@@ -136,29 +136,29 @@ class RangeGet:
                 raise OSError(errno.ETIMEDOUT, "http header")
             self._poll.poll(_SLICE_MS)
 
-    def _parse(self, head, offset):
-        """Status line, Content-Length and Content-Range; one header line at a
-        time (a response header is ~250 bytes: no list of all its lines)."""
-        i = head.find(b"\r\n")
-        parts = head[:i].split(b" ")
-        status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
-        parts = None
+    def _parse(self, head, n, offset):
+        """Status line, Content-Length and Content-Range from the first n bytes
+        of `head` (the buffer), in place and one line at a time: a response
+        header is ~250 bytes, and no copy or list of its lines is made."""
+        i = head.find(b"\r\n", 0, n)
+        sp = head.find(b" ", 0, i)
+        status = int(bytes(head[sp + 1:sp + 4])) if 0 < sp and head[sp + 1:sp + 4].isdigit() else 0
         if status == 416:
             raise HttpError("range not satisfiable at %d" % offset)
         if status not in (200, 206) or (offset and status != 206):
             raise HttpError("http status %d" % status)
         while True:
             i += 2
-            j = head.find(b"\r\n", i)
+            j = head.find(b"\r\n", i, n)
             if j <= i:
                 break
-            line = head[i:j]
-            k = line.find(b":")
-            key = line[:k].strip().lower() if k > 0 else b""
-            if key == b"content-length":
-                self.length = int(line[k + 1:].strip())
-            elif key == b"content-range":
-                self.total = int(line[line.rfind(b"/") + 1:].strip())
+            k = head.find(b":", i, j)
+            if k > i:
+                key = bytes(head[i:k]).strip().lower()
+                if key == b"content-length":
+                    self.length = int(bytes(head[k + 1:j]).strip())
+                elif key == b"content-range":
+                    self.total = int(bytes(head[head.rfind(b"/", k, j) + 1:j]).strip())
             i = j
         if status == 200:
             self.total = self.length

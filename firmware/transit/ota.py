@@ -22,7 +22,8 @@ per file, `<sha256 hex> <bytes> <path>`; the board hashes it from flash,
 checks the signature, scans the lines once, and later reads one entry at a
 time at the byte offset kept in the job. One 1 KiB buffer serves every read
 and write (an image goes to flash in 1 KiB programs of an erased block), and
-the signature modules leave sys.modules after the check.
+the check's modules (transit.otacheck, ed25519, sha512) leave sys.modules
+after it.
 """
 
 import binascii
@@ -38,36 +39,15 @@ OTA_DIR = "ota"
 STAGE = "ota/stage"
 JOB = "ota/job.json"
 OPEN_MS = 3000
-MANIFEST = STAGE + "/manifest.txt"
-FORMAT = 2  # manifest format this agent reads (tools/release.py writes it)
+MANIFEST = STAGE + "/manifest.txt"  # format 2 (transit/otacheck.py)
 STEP_BYTES = 4096  # read at most this much per loop step
-FREE_RESERVE = 32768  # bytes the filesystem keeps free after staging
 BLOCK = 4096  # flash erase block of an OTA partition
 BUF = 1024  # the one I/O buffer: downloads, hashing, image programs, HTTP header
 MANIFEST_MAX = 32768  # a larger manifest is refused before it fills the flash
-QUEUE_FORMAT = 1  # lib/dqueue on-flash format this firmware reads
 
 
 class OtaError(Exception):
     pass
-
-
-def version_tuple(v):
-    out = []
-    for p in str(v).split("."):
-        n = 0
-        for ch in p:
-            if "0" <= ch <= "9":
-                n = n * 10 + ord(ch) - 48
-            else:
-                break
-        out.append(n)
-    return tuple(out)
-
-
-def mpy_version():
-    m = getattr(sys.implementation, "_mpy", 0)
-    return "%d.%d" % (m & 0xFF, (m >> 8) & 3)
 
 
 def _size(path):
@@ -126,7 +106,7 @@ def file_sha256(path, buf):
     return h.digest()
 
 
-def _entry(line):
+def parse_entry(line):
     """One manifest line `<sha256 hex> <bytes> <path>` -> (digest, bytes, path)."""
     parts = line.split()
     if len(parts) != 3 or len(parts[0]) != 64:
@@ -138,7 +118,7 @@ def _entry(line):
     return binascii.unhexlify(parts[0]), n, p
 
 
-def _forget(*names):
+def forget(*names):
     """Drop modules from sys.modules (and from their package): frozen on a
     WROOM-32, a module costs only its module objects, and they go with it.
     Imported again when needed (cheap: the code stays in flash)."""
@@ -147,17 +127,6 @@ def _forget(*names):
         pkg, _, attr = name.rpartition(".")
         if pkg in sys.modules and hasattr(sys.modules[pkg], attr):
             delattr(sys.modules[pkg], attr)
-
-
-def _verify(key, digest, sig):
-    """Ed25519 over the manifest's digest. The modules are imported for this
-    check only and leave sys.modules after it."""
-    import ed25519
-    try:
-        return ed25519.verify(key, digest, sig)
-    finally:
-        ed25519 = None
-        _forget("ed25519", "sha512")
 
 
 class Agent:
@@ -292,77 +261,25 @@ class Agent:
         return False
 
     def _check(self):
-        """Signature first, then the header and every entry line; sets the job's
-        kind, totals and the offset of the first entry."""
-        digest = file_sha256(MANIFEST, self._buf())
-        with open(MANIFEST + ".sig", "rb") as f:
-            sig = f.read(200)
-        key = self.env.public_key()
-        if key is None:
-            raise OtaError("no release key on this board (ota_key in device.json)")
+        """The manifest's check (transit/otacheck.py, loaded for it only). Its
+        long-int arithmetic gets the download machinery's heap: the buffer,
+        the connection object and the HTTP module step aside (loaded again
+        for the files)."""
+        from transit import otacheck
         try:
-            sig = binascii.unhexlify(sig.strip())
-        except ValueError:
-            raise OtaError("signature: not hex")
-        # The check's long-int arithmetic gets the download machinery's heap:
-        # the buffer, the connection object and the HTTP module (loaded again
-        # for the files).
-        self._close()
-        self.get = self.buf = None
-        _forget("transit.httpget")
-        ok = _verify(key, digest, sig)
-        gc.collect()  # the check's garbage goes before the buffer comes back, so it finds a hole
-        self._buf()
-        if not ok:
-            raise OtaError("signature: does not verify with this board's release key")
-        with open(MANIFEST, "rb") as f:
-            head = f.readline()
-            man = json.loads(head)
-            self._check_header(man)
-            job = self.job
-            job["off"] = len(head)
-            head = None
-            if man["kind"] == "files":
-                count = total = 0
-                while True:
-                    line = f.readline()
-                    if not line:
-                        break
-                    total += _entry(line)[1]
-                    count += 1
-                if count != man.get("files") or total != man.get("total"):
-                    raise OtaError("manifest: %d entries of %d bytes, the header says %s of %s"
-                                   % (count, total, man.get("files"), man.get("total")))
-                st = os.statvfs("/")
-                free = st[0] * st[3]
-                if total + FREE_RESERVE > free:
-                    raise OtaError("space: release needs %d bytes, %d free" % (total + FREE_RESERVE, free))
-                job["files"] = count
-            else:
-                total = man["image"]["n"]
-        job["ver"] = man["version"]
-        job["build"] = man["build"]
-        job["kind"] = man["kind"]
-        job["total"] = total
-        job["done"] = 0
-        job["st"] = "image" if man["kind"] == "image" else "files"
+            digest, sig = otacheck.staged(MANIFEST, self._buf())
+            self._close()
+            self.get = self.buf = None
+            forget("transit.httpget")
+            otacheck.signature(self.env.public_key(), digest, sig)
+            gc.collect()  # the check's garbage goes before the buffer comes back, so it finds a hole
+            self._buf()
+            self.job.update(otacheck.contents(MANIFEST, self.env))
+        finally:
+            otacheck = None
+            forget("transit.otacheck")
+        self.job["done"] = 0
         self._save()
-
-    def _check_header(self, man):
-        env = self.env
-        if man.get("v") != FORMAT or man.get("kind") not in ("files", "image"):
-            raise OtaError("manifest: unknown format")
-        if man.get("chip") != env.chip():
-            raise OtaError("chip: release for %s, this board is %s" % (man.get("chip"), env.chip()))
-        if man["kind"] == "files" and man.get("mpy") != mpy_version():
-            raise OtaError("mpy: release has .mpy %s, this firmware loads %s" % (man.get("mpy"), mpy_version()))
-        cur = version_tuple(env.version())
-        new = version_tuple(man.get("version", "0"))
-        if new <= cur and not man.get("downgrade"):
-            raise OtaError("version: %s is not newer than the running %s (a downgrade must be signed as one)"
-                           % (man.get("version"), env.version()))
-        if man.get("qfmt", QUEUE_FORMAT) != QUEUE_FORMAT:
-            raise OtaError("queue format %s: this firmware cannot migrate its queue (%d)" % (man.get("qfmt"), QUEUE_FORMAT))
 
     def _entry_at(self, i):
         """The i-th file entry, read from the staged manifest at the job's offset."""
@@ -371,7 +288,7 @@ class Agent:
             with open(MANIFEST, "rb") as f:
                 f.seek(self.job["off"])
                 line = f.readline()
-            h, n, p = _entry(line)
+            h, n, p = parse_entry(line)
             self.ent = ent = (i, h, n, p, len(line))
         return ent
 

@@ -6,7 +6,8 @@
 # Usage: micropython ota_heap.py MODE URL PUBKEY_HEX CAP
 #   MODE "measure": print the baseline (BASE <bytes in use>) and, after each
 #                   agent step and a collection, the live extra's peak
-#   MODE <bytes>:   leave exactly that many bytes free above the baseline,
+#   MODE <bytes>:   leave at most that many bytes free above the baseline
+#                   (printed as FREE; a ballast takes the rest),
 #                   cap every free hole at CAP bytes (tools/heapcap.py, again
 #                   after every step when CAP > 0), and run the whole update;
 #                   "PINS <caps> <pinned bytes> <holes>" counts the caps and

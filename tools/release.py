@@ -5,12 +5,16 @@
     .venv/bin/python tools/release.py --image firmware.bin  # a frozen WROOM-32 image
     .venv/bin/python tools/release.py --init-key            # make the fleet's release key once
 
-Writes build/release/<version>-<build>/ with manifest.json, manifest.sig and
-the files (or image.bin). The manifest lists version, build id, target chip,
-MicroPython .mpy version, queue format and every file with its size and
-SHA-256; the signature is Ed25519 over SHA-256(manifest.json), which a board
+Writes build/release/<version>-<build>/ with manifest.txt, manifest.txt.sig
+and the files (or image.bin). The manifest lists version, build id, target
+chip, MicroPython .mpy version, queue format and every file with its size and
+SHA-256; the signature is Ed25519 over SHA-256(manifest.txt), which a board
 checks with the public key in its device.json (`ota_key`) before it fetches
-anything else. The private key stays on the release workstation
+anything else. Format 2 (what transit/ota.py reads) is one JSON header line
+and then one line per file, `<sha256 hex> <bytes> <path>`, so a board reads
+one entry at a time instead of parsing a whole document (docs/ota.md).
+manifest.json and manifest.sig carry the same release in format 1, for
+boards whose firmware predates format 2. The private key stays on the release workstation
 (default ~/.config/phs-transit/release-ed25519.pem, mode 0600; never in build/).
 See docs/ota.md.
 """
@@ -32,6 +36,7 @@ DEFAULT_KEY = os.path.join(os.path.expanduser("~"), ".config", "phs-transit", "r
 # which release runs, so a broken release cannot break them (docs/ota.md).
 LOADER = ("otaboot.py",)
 QUEUE_FORMAT = 1
+FORMAT = 2  # the manifest format boards read (transit/ota.py FORMAT)
 
 
 class ReleaseError(Exception):
@@ -176,12 +181,32 @@ def build(out_dir, key_path, version=None, build_id=None, chip="esp32", image=No
         total = sum(e["n"] for e in man["files"])
         say("release: %d files, %d bytes of .mpy %s" % (len(man["files"]), total, man["mpy"]))
     text = json.dumps(man, sort_keys=True, separators=(",", ":")).encode()
-    with open(os.path.join(folder, "manifest.json"), "wb") as f:
+    with open(os.path.join(folder, "manifest.json"), "wb") as f:  # format 1
         f.write(text)
     with open(os.path.join(folder, "manifest.sig"), "w") as f:
         f.write(sign(key_path, text) + "\n")
+    text = manifest_v2(man)
+    with open(os.path.join(folder, "manifest.txt"), "wb") as f:
+        f.write(text)
+    with open(os.path.join(folder, "manifest.txt.sig"), "w") as f:
+        f.write(sign(key_path, text) + "\n")
     say("release: %s %s for %s signed -> %s" % (version, build_id, chip, folder))
     return folder
+
+
+def manifest_v2(man):
+    """Format 2 of a release's manifest (bytes) from its format-1 document."""
+    head = dict(man, v=FORMAT)
+    files = head.pop("files", None)
+    if files is not None:
+        head["files"] = len(files)
+        head["total"] = sum(e["n"] for e in files)
+    lines = [json.dumps(head, sort_keys=True, separators=(",", ":"))]
+    for e in files or ():
+        if any(c.isspace() for c in e["p"]):
+            raise ReleaseError("file path with white space: %r" % e["p"])
+        lines.append("%s %d %s" % (e["h"], e["n"], e["p"]))
+    return ("\n".join(lines) + "\n").encode()
 
 
 def main(argv=None):

@@ -5,7 +5,8 @@ the file on flash ends after a link drop or a power cut. Opening (DNS, TCP,
 the response header) waits up to a deadline and runs only when the app may
 block; after that every read is non-blocking and returns at once, so the
 main loop keeps its step time and pin callbacks keep running. Reads go into
-the caller's preallocated buffer. https:// verifies the server against the
+the caller's preallocated buffer, and so does the response header (the
+object itself holds no buffer: docs/ota.md, heap). https:// verifies the server against the
 board's CA; plain http:// is enough for integrity, since every byte is
 checked against the signed manifest's SHA-256 (docs/ota.md).
 """
@@ -18,11 +19,11 @@ import time
 _EINPROGRESS = (errno.EINPROGRESS, 119)
 _EAGAIN = (errno.EAGAIN, 11)
 _SLICE_MS = 5
-_HEAD_MAX = 1024
 
 
-class HttpError(Exception):
-    pass
+class HttpError(ValueError):
+    """A response the download cannot use (status, header, https without a
+    CA): a ValueError, so callers need not import this module to catch it."""
 
 
 def split_url(url):
@@ -46,13 +47,13 @@ class RangeGet:
         self._ticks = ticks_ms
         self.length = -1  # bytes still to come in this response, -1 unknown
         self.total = -1   # the whole file's size, from Content-Range
-        self.head = bytearray(_HEAD_MAX)
 
-    def open(self, url, offset, timeout_ms, tls=None):
+    def open(self, url, offset, timeout_ms, tls=None, buf=None):
         """Connect (TLS with `tls`, an SSLContext that verifies the server, for
-        https://) and read the response header: one deadline of timeout_ms for
-        all of it. Raises HttpError (status, header, https without a context)
-        or OSError (network, TLS)."""
+        https://) and read the response header into `buf` (the caller's
+        download buffer; its length bounds the header): one deadline of
+        timeout_ms for all of it. Raises HttpError (status, header, https
+        without a context) or OSError (network, TLS)."""
         self.close()
         host, port, path, secure = split_url(url)
         if secure and tls is None:
@@ -86,19 +87,29 @@ class RangeGet:
         p = select.poll()
         p.register(s, select.POLLIN)
         self._poll = p
-        req = "GET %s HTTP/1.1\r\nHost: %s\r\nRange: bytes=%d-\r\nConnection: close\r\n\r\n" % (path, host, offset)
-        self._send(req.encode(), t0, timeout_ms)
+        head = buf if buf is not None else bytearray(512)
+        mv = memoryview(head)
+        n = 0  # the request is built in the buffer too: no string of it in the heap
+        for part in (b"GET ", path, b" HTTP/1.1\r\nHost: ", host, b"\r\nRange: bytes=", str(offset),
+                     b"-\r\nConnection: close\r\n\r\n"):
+            if isinstance(part, str):
+                part = part.encode()
+            if n + len(part) > len(head):
+                raise HttpError("request longer than %d bytes" % len(head))
+            head[n:n + len(part)] = part
+            n += len(part)
+        self._send(mv[:n], t0, timeout_ms)
         n = 0
         while True:
-            if n >= _HEAD_MAX:
-                raise HttpError("response header longer than %d bytes" % _HEAD_MAX)
-            got = self._recv(memoryview(self.head)[n:n + 1], t0, timeout_ms)
+            if n >= len(head):
+                raise HttpError("response header longer than %d bytes" % len(head))
+            got = self._recv(mv[n:n + 1], t0, timeout_ms)
             if got == 0:
                 raise HttpError("connection closed in the header")
             n += 1
-            if n >= 4 and self.head[n - 4:n] == b"\r\n\r\n":
+            if n >= 4 and head[n - 4] == 13 and head[n - 3] == 10 and head[n - 2] == 13 and head[n - 1] == 10:
                 break
-        self._parse(bytes(self.head[:n]), offset)
+        self._parse(head, n, offset)
 
     def _send(self, data, t0, timeout_ms):
         mv = memoryview(data)
@@ -125,21 +136,30 @@ class RangeGet:
                 raise OSError(errno.ETIMEDOUT, "http header")
             self._poll.poll(_SLICE_MS)
 
-    def _parse(self, head, offset):
-        lines = head.split(b"\r\n")
-        parts = lines[0].split(b" ")
-        status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+    def _parse(self, head, n, offset):
+        """Status line, Content-Length and Content-Range from the first n bytes
+        of `head` (the buffer), in place and one line at a time: a response
+        header is ~250 bytes, and no copy or list of its lines is made."""
+        i = head.find(b"\r\n", 0, n)
+        sp = head.find(b" ", 0, i)
+        status = int(bytes(head[sp + 1:sp + 4])) if 0 < sp and head[sp + 1:sp + 4].isdigit() else 0
         if status == 416:
             raise HttpError("range not satisfiable at %d" % offset)
         if status not in (200, 206) or (offset and status != 206):
             raise HttpError("http status %d" % status)
-        for line in lines[1:]:
-            k, _, v = line.partition(b":")
-            k = k.strip().lower()
-            if k == b"content-length":
-                self.length = int(v.strip())
-            elif k == b"content-range":
-                self.total = int(v.strip().split(b"/")[-1])
+        while True:
+            i += 2
+            j = head.find(b"\r\n", i, n)
+            if j <= i:
+                break
+            k = head.find(b":", i, j)
+            if k > i:
+                key = bytes(head[i:k]).strip().lower()
+                if key == b"content-length":
+                    self.length = int(bytes(head[k + 1:j]).strip())
+                elif key == b"content-range":
+                    self.total = int(bytes(head[head.rfind(b"/", k, j) + 1:j]).strip())
+            i = j
         if status == 200:
             self.total = self.length
 

@@ -3,7 +3,7 @@
 The operator sends `{"op": "ota", "url": "http://host:port/rel/<build>/"}`
 (docs/ota.md). The agent then works in small steps of the main loop:
 
-  manifest  download manifest.json and manifest.sig into ota/stage/
+  manifest  download manifest.txt and manifest.txt.sig into ota/stage/
   check     Ed25519 signature over SHA-256(manifest), chip, MicroPython .mpy
             version, no downgrade unless signed so, queue format, free space
   files     each file by HTTP range GET into ota/stage/, SHA-256 checked
@@ -15,46 +15,39 @@ The operator sends `{"op": "ota", "url": "http://host:port/rel/<build>/"}`
 Progress lives in ota/job.json and in the files themselves, so a link drop
 or a power cut resumes where flash ends. Opening a connection waits (bounded)
 and runs only when the app may block; reads never wait.
+
+Heap (docs/ota.md, measured on the 32-bit frozen build): the manifest is
+never parsed whole. Its format (v2) is a JSON header line and then one line
+per file, `<sha256 hex> <bytes> <path>`; the board hashes it from flash,
+checks the signature, scans the lines once, and later reads one entry at a
+time at the byte offset kept in the job. One 1 KiB buffer serves every read
+and write (an image goes to flash in 1 KiB programs of an erased block), and
+the check's modules (transit.otacheck, ed25519, sha512) leave sys.modules
+after it.
 """
 
+import binascii
+import gc
 import hashlib
 import json
 import os
 import sys
 
 import otaboot
-from transit.httpget import HttpError, RangeGet
 
 OTA_DIR = "ota"
 STAGE = "ota/stage"
 JOB = "ota/job.json"
 OPEN_MS = 3000
+MANIFEST = STAGE + "/manifest.txt"  # format 2 (transit/otacheck.py)
 STEP_BYTES = 4096  # read at most this much per loop step
-FREE_RESERVE = 32768  # bytes the filesystem keeps free after staging
-BLOCK = 4096
-QUEUE_FORMAT = 1  # lib/dqueue on-flash format this firmware reads
+BLOCK = 4096  # flash erase block of an OTA partition
+BUF = 1024  # the one I/O buffer: downloads, hashing, image programs, HTTP header
+MANIFEST_MAX = 32768  # a larger manifest is refused before it fills the flash
 
 
 class OtaError(Exception):
     pass
-
-
-def version_tuple(v):
-    out = []
-    for p in str(v).split("."):
-        n = 0
-        for ch in p:
-            if "0" <= ch <= "9":
-                n = n * 10 + ord(ch) - 48
-            else:
-                break
-        out.append(n)
-    return tuple(out)
-
-
-def mpy_version():
-    m = getattr(sys.implementation, "_mpy", 0)
-    return "%d.%d" % (m & 0xFF, (m >> 8) & 3)
 
 
 def _size(path):
@@ -113,6 +106,29 @@ def file_sha256(path, buf):
     return h.digest()
 
 
+def parse_entry(line):
+    """One manifest line `<sha256 hex> <bytes> <path>` -> (digest, bytes, path)."""
+    parts = line.split()
+    if len(parts) != 3 or len(parts[0]) != 64:
+        raise OtaError("manifest: bad file entry %s" % line[:60])
+    p = parts[2].decode()
+    n = int(parts[1])
+    if p.startswith("/") or ".." in p or n < 0:
+        raise OtaError("manifest: bad file entry %s" % p[:40])
+    return binascii.unhexlify(parts[0]), n, p
+
+
+def forget(*names):
+    """Drop modules from sys.modules (and from their package): frozen on a
+    WROOM-32, a module costs only its module objects, and they go with it.
+    Imported again when needed (cheap: the code stays in flash)."""
+    for name in names:
+        sys.modules.pop(name, None)
+        pkg, _, attr = name.rpartition(".")
+        if pkg in sys.modules and hasattr(sys.modules[pkg], attr):
+            delattr(sys.modules[pkg], attr)
+
+
 class Agent:
     """One update at a time. `env` gives what the agent needs from the app:
     chip(), version(), public_key() (32 bytes or None), tls_context() (for
@@ -124,7 +140,9 @@ class Agent:
         self.job = None
         self.get = None
         self.buf = None
-        self.man = None
+        self.ent = None  # (index, sha256 digest, bytes, path, line length) of the file being fetched
+        self.img = None  # (bytes, sha256 digest) of an image
+        self.fill = 0  # bytes of the current image block programmed
         self.f = None
         self.h = None
         self.stats = {"ok": 0, "refused": 0}
@@ -150,6 +168,8 @@ class Agent:
         at = cmd.get("at", "idle")
         if at not in ("now", "idle"):
             raise OtaError("at: now or idle")
+        self.ent = self.img = self.h = None  # nothing of an earlier job carries over
+        self.fill = 0
         self.job = {"url": url, "st": "manifest", "i": 0, "id": cmd.get("id"), "at": at, "err": "",
                     "trial_s": int(cmd.get("trial_s", 60)), "max_boots": int(cmd.get("max_boots", 3))}
         self._save()
@@ -167,8 +187,8 @@ class Agent:
         try:
             st = job["st"]
             if st == "manifest":
-                if self._fetch(job["url"] + "manifest.json", STAGE + "/manifest.json", -1, may_block) and \
-                        self._fetch(job["url"] + "manifest.sig", STAGE + "/manifest.sig", -1, may_block):
+                if self._fetch(job["url"] + "manifest.txt", MANIFEST, -1, may_block) and \
+                        self._fetch(job["url"] + "manifest.txt.sig", MANIFEST + ".sig", -1, may_block):
                     self._check()
             elif st == "files":
                 self._step_files(may_block)
@@ -176,7 +196,7 @@ class Agent:
                 self._step_image(may_block)
             elif st == "ready" and may_block and self.env.may_switch(job["at"]):
                 self._switch()
-        except (OtaError, HttpError, ValueError, KeyError, TypeError) as e:
+        except (OtaError, ValueError, KeyError, TypeError) as e:  # httpget.HttpError is a ValueError
             self._fail(str(e))
         except OSError as e:  # network or flash: retried from where flash ends
             self._close()
@@ -187,7 +207,7 @@ class Agent:
 
     def _buf(self):
         if self.buf is None:
-            self.buf = bytearray(BLOCK)
+            self.buf = bytearray(BUF)
         return self.buf
 
     def _close(self):
@@ -197,21 +217,28 @@ class Agent:
             self.f.close()
             self.f = None
 
+    def _open(self, url, offset):
+        if self.get is None:
+            from transit.httpget import RangeGet
+            self.get = RangeGet()
+        self.get.open(url, offset, OPEN_MS, self.env.tls_context() if url.startswith("https") else None,
+                      self._buf())
+
     def _fetch(self, url, path, size, may_block):
-        """Advance the download of one file; True when it is complete."""
+        """Advance the download of one file; True when it is complete. A file
+        of unknown size (the manifest, its signature) may not pass MANIFEST_MAX."""
         have = max(_size(path), 0)
         if size >= 0 and have >= size:
             return True
-        if self.get is None:
-            self.get = RangeGet()
         g = self.get
-        if g.sock is None:
+        if g is None or g.sock is None:
             if not may_block:
                 return False
             if size < 0 and have:  # size unknown (manifest, signature): start afresh
                 os.remove(path)
                 have = 0
-            g.open(url, have, OPEN_MS, self.env.tls_context() if url.startswith("https") else None)
+            self._open(url, have)
+            g = self.get
             self.f = open(path, "ab")
         buf = memoryview(self._buf())
         moved = 0
@@ -225,6 +252,8 @@ class Agent:
             self.f.write(buf[:n])
             moved += n
             self.f.flush()  # LittleFS keeps only synced data over a power cut: resume from here
+            if size < 0 and have + moved > MANIFEST_MAX:
+                raise OtaError("manifest: larger than %d bytes" % MANIFEST_MAX)
             self.job["done"] = self.job.get("done", 0) + n
             if size >= 0 and have + moved >= size:
                 self._close()
@@ -232,103 +261,88 @@ class Agent:
         return False
 
     def _check(self):
-        buf = self._buf()
-        digest = file_sha256(STAGE + "/manifest.json", buf)
-        with open(STAGE + "/manifest.sig", "rb") as f:
-            sig = f.read(200)
-        key = self.env.public_key()
-        if key is None:
-            raise OtaError("no release key on this board (ota_key in device.json)")
-        import ed25519
+        """The manifest's check (transit/otacheck.py, loaded for it only). Its
+        long-int arithmetic gets the download machinery's heap: the buffer,
+        the connection object and the HTTP module step aside (loaded again
+        for the files)."""
+        from transit import otacheck
         try:
-            sig = bytes.fromhex(sig.decode().strip())
-        except (ValueError, UnicodeError):
-            raise OtaError("signature: not hex")
-        if not ed25519.verify(key, digest, sig):
-            raise OtaError("signature: does not verify with this board's release key")
-        with open(STAGE + "/manifest.json") as f:
-            man = json.load(f)
-        self._check_manifest(man)
-        job = self.job
-        job["ver"] = man["version"]
-        job["build"] = man["build"]
-        job["kind"] = man["kind"]
-        job["total"] = man["image"]["n"] if man["kind"] == "image" else sum(e["n"] for e in man["files"])
-        job["done"] = 0
-        job["st"] = "image" if man["kind"] == "image" else "files"
+            digest, sig = otacheck.staged(MANIFEST, self._buf())
+            self._close()
+            self.get = self.buf = None
+            forget("transit.httpget")
+            otacheck.signature(self.env.public_key(), digest, sig)
+            gc.collect()  # the check's garbage goes before the buffer comes back, so it finds a hole
+            self._buf()
+            self.job.update(otacheck.contents(MANIFEST, self.env))
+        finally:
+            otacheck = None
+            forget("transit.otacheck")
+        self.job["done"] = 0
         self._save()
 
-    def _check_manifest(self, man):
-        env = self.env
-        if man.get("v") != 1 or man.get("kind") not in ("files", "image"):
-            raise OtaError("manifest: unknown format")
-        if man.get("chip") != env.chip():
-            raise OtaError("chip: release for %s, this board is %s" % (man.get("chip"), env.chip()))
-        if man["kind"] == "files" and man.get("mpy") != mpy_version():
-            raise OtaError("mpy: release has .mpy %s, this firmware loads %s" % (man.get("mpy"), mpy_version()))
-        cur = version_tuple(env.version())
-        new = version_tuple(man.get("version", "0"))
-        if new <= cur and not man.get("downgrade"):
-            raise OtaError("version: %s is not newer than the running %s (a downgrade must be signed as one)"
-                           % (man.get("version"), env.version()))
-        if man.get("qfmt", QUEUE_FORMAT) != QUEUE_FORMAT:
-            raise OtaError("queue format %s: this firmware cannot migrate its queue (%d)" % (man.get("qfmt"), QUEUE_FORMAT))
-        if man["kind"] == "files":
-            need = 0
-            for e in man["files"]:
-                p = e["p"]
-                if p.startswith("/") or ".." in p or len(e["h"]) != 64:
-                    raise OtaError("manifest: bad file entry %s" % p[:40])
-                need += e["n"]
-            st = os.statvfs("/")
-            free = st[0] * st[3]
-            if need + FREE_RESERVE > free:
-                raise OtaError("space: release needs %d bytes, %d free" % (need + FREE_RESERVE, free))
-        self.man = man
-
-    def _manifest(self):
-        if self.man is None:
-            with open(STAGE + "/manifest.json") as f:
-                self.man = json.load(f)
-        return self.man
+    def _entry_at(self, i):
+        """The i-th file entry, read from the staged manifest at the job's offset."""
+        ent = self.ent
+        if ent is None or ent[0] != i:
+            with open(MANIFEST, "rb") as f:
+                f.seek(self.job["off"])
+                line = f.readline()
+            h, n, p = parse_entry(line)
+            self.ent = ent = (i, h, n, p, len(line))
+        return ent
 
     def _step_files(self, may_block):
         job = self.job
-        files = self._manifest()["files"]
         i = job["i"]
-        if i >= len(files):
+        if i >= job["files"]:
             job["st"] = "ready"
             self._save()
             return
-        e = files[i]
-        path = STAGE + "/" + e["p"]
-        if "/" in e["p"]:
+        _, h, n, p, used = self._entry_at(i)
+        path = STAGE + "/" + p
+        if "/" in p:
             _mkdirs(path[:path.rfind("/")])
-        if not self._fetch(job["url"] + e["p"], path, e["n"], may_block):
+        if not self._fetch(job["url"] + p, path, n, may_block):
             return
-        if _size(path) != e["n"] or file_sha256(path, self._buf()).hex() != e["h"]:
+        if _size(path) != n or file_sha256(path, self._buf()) != h:
             os.remove(path)
-            raise OtaError("hash: %s does not match the signed manifest" % e["p"])
+            raise OtaError("hash: %s does not match the signed manifest" % p)
         job["i"] = i + 1
+        job["off"] += used
         self._save()
 
+    def _image(self):
+        """(bytes, sha256 digest) of the image, from the staged manifest's header."""
+        with open(MANIFEST, "rb") as f:
+            img = json.loads(f.readline())["image"]
+        return img["n"], binascii.unhexlify(img["h"])
+
     def _step_image(self, may_block):
+        """Up to STEP_BYTES of the image per call, through the 1 KiB buffer: a
+        block is erased before its first piece, then each piece is programmed
+        at its offset (the extended block protocol LittleFS uses on the same
+        kind of partition). job["i"] counts whole blocks, so a power cut
+        redoes at most the block it interrupted."""
         import esp32
         job = self.job
-        img = self._manifest()["image"]
+        if self.img is None:
+            self.img = self._image()
+        size, digest = self.img
         part = esp32.Partition(esp32.Partition.RUNNING).get_next_update()
-        if img["n"] > part.ioctl(4, 0) * BLOCK:
-            raise OtaError("image: %d bytes do not fit partition %s" % (img["n"], part.info()[4]))
+        if size > part.ioctl(4, 0) * BLOCK:
+            raise OtaError("image: %d bytes do not fit partition %s" % (size, part.info()[4]))
         buf = self._buf()
+        mv = memoryview(buf)
         if self.h is None:  # (re)start: hash what earlier steps or boots wrote
             self.h = hashlib.sha256()
-            for b in range(job["i"]):
-                part.readblocks(b, buf)
-                self.h.update(buf if (b + 1) * BLOCK <= img["n"] else memoryview(buf)[:img["n"] - b * BLOCK])
+            for pos in range(0, min(job["i"] * BLOCK, size), BUF):  # the last block is partial
+                part.readblocks(pos // BLOCK, buf, pos % BLOCK)
+                self.h.update(mv[:min(BUF, size - pos)])
             self.fill = 0
         done = job["i"] * BLOCK
-        if done >= img["n"]:
-            if self.h.digest().hex() != img["h"]:
+        if done >= size:
+            if self.h.digest() != digest:
                 job["i"] = 0
                 self.h = None
                 raise OtaError("hash: image does not match the signed manifest")
@@ -337,27 +351,28 @@ class Agent:
             job["st"] = "ready"
             self._save()
             return
-        g = self.get or RangeGet()
-        self.get = g
-        if g.sock is None:
+        g = self.get
+        if g is None or g.sock is None:
             if not may_block:
                 return
-            url = job["url"] + "image.bin"
-            g.open(url, done + self.fill, OPEN_MS, self.env.tls_context() if url.startswith("https") else None)
-        mv = memoryview(buf)
-        want = min(BLOCK, img["n"] - done)
-        while self.fill < want:
-            n = g.read_into(mv[self.fill:want])
+            self._open(job["url"] + "image.bin", done + self.fill)
+            g = self.get
+        want = min(BLOCK, size - done)
+        moved = 0
+        while self.fill < want and moved < STEP_BYTES:
+            n = g.read_into(mv[:min(BUF, want - self.fill)])
             if n <= 0:
                 if n < 0:
                     self._close()
                 return
+            if self.fill == 0:
+                part.ioctl(6, job["i"])  # erase the block before its first program
+            part.writeblocks(job["i"], mv[:n], self.fill)
+            self.h.update(mv[:n])
             self.fill += n
-        if want < BLOCK:
-            for k in range(want, BLOCK):
-                buf[k] = 0xFF
-        part.writeblocks(job["i"], buf)
-        self.h.update(mv[:want])
+            moved += n
+        if self.fill < want:
+            return
         self.fill = 0
         job["i"] += 1
         job["done"] = job["i"] * BLOCK
@@ -375,8 +390,8 @@ class Agent:
             folder = OTA_DIR + "/" + job["build"]
             if _isdir(STAGE):
                 _rmtree(folder)
-                _remove(STAGE + "/manifest.json")
-                _remove(STAGE + "/manifest.sig")
+                _remove(MANIFEST)
+                _remove(MANIFEST + ".sig")
                 os.rename(STAGE, folder)
             new["dir"] = folder
         else:

@@ -120,18 +120,27 @@ class Partition:
         for i in range(n, len(buf)):
             buf[i] = 0xFF
 
-    def writeblocks(self, block, buf, offset=0):
+    def writeblocks(self, block, buf, offset=None):
+        """As the ESP32's: without `offset`, erase the blocks and write them
+        (whole blocks only); with it (the extended block protocol), program
+        bytes into an erased block: NOR flash only clears bits, so a block
+        that was not erased (ioctl 6) keeps old bits set to zero."""
         if self._row[1] == Partition.TYPE_APP and self._row[0] == _OTADATA["running"]:
             raise OSError(5)  # never the running image
-        start = block * BLOCK + offset
-        if start + len(buf) > self._row[4]:
+        start = block * BLOCK + (offset or 0)
+        if start + len(buf) > self._row[4] or (offset is None and len(buf) % BLOCK):
             raise OSError(22)
+        data = bytes(buf)
+        if offset is not None:
+            old = bytearray(len(data))
+            self.readblocks(block, old, offset)
+            data = bytes(a & b for a, b in zip(old, data))
         try:
             f = open(self._path(), "r+b")
         except OSError:
             f = open(self._path(), "wb")
         f.seek(start)
-        f.write(bytes(buf))
+        f.write(data)
         f.close()
 
     def set_boot(self):

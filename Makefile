@@ -1,7 +1,8 @@
 # Phitsanulok transit edge firmware: host-side entry points.
 #   make sim    run the simulated bus against a local Mosquitto (README's main command);
 #               make sim CITY=1 also starts the city bridge and prints the live page's address
-#   make test   run the whole test suite (sets itself up on a fresh machine)
+#   make test   run the whole test suite (sets itself up on a fresh machine) on TEST_JOBS
+#               pytest-xdist workers (2); make test TEST_JOBS=0 runs it in one process
 #   make mp32   build (or find in ~/.cache/phs-transit) the 32-bit MicroPython with the firmware frozen
 #               (source: ../shared/micropython/ beside the checkout, or MP32_SRC=<clone of v1.28.0>)
 PYTHON ?= python3
@@ -10,6 +11,7 @@ VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 MPYLIB_STAMP := build/mpylib/.fetched
 PYTEST_ARGS ?=
+TEST_JOBS ?= 2
 
 .PHONY: setup test sim bench clean mosquitto chromium flash doctor provision revoke vboard release mp32 cmd
 
@@ -36,7 +38,7 @@ mp32: $(MPYLIB_STAMP)
 	@$(VPY) tools/mp32.py
 
 test: setup mp32
-	$(VPY) -m pytest host_tests $(PYTEST_ARGS)
+	$(VPY) -m pytest host_tests -n $(TEST_JOBS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 sim: setup
 	$(VPY) tools/sim.py $(if $(CITY),--bridge) $(SIM_ARGS)

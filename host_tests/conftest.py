@@ -35,6 +35,29 @@ from harness.broker import Broker, Subscriber, TlsMaterial  # noqa: E402
 DUAL_DIR = os.path.join(HERE, "dual")
 
 
+# --------------------------------------------------------------------------
+# Two workers: `make test` runs pytest-xdist with -n 2 --dist loadfile, so the
+# tests of one file run in one worker, in their order, sharing module fixtures.
+# What a file writes outside its tmp_path is its own (build/deploy/bus-0107:
+# test_deploy only; build/sim/<device>: one device name per file;
+# build/<name>_tools: one name per file) or written atomically
+# (build/mpycache), so two files may run at the same time.
+# --------------------------------------------------------------------------
+
+# Seconds each file took serially on 2 cores (measured, rounded): a worker
+# takes the slowest files first so that both finish together (longest
+# processing time first). A file missing here only starts later.
+SLOW_FILES = {"test_deploy.py": 190, "test_memory.py": 170, "test_ota.py": 80, "test_sim_e2e.py": 35,
+              "test_uplink_faults.py": 26, "test_provision.py": 25, "test_city_page.py": 24,
+              "test_vboard.py": 15, "test_uplink_mqtt.py": 14, "test_board_swap.py": 13,
+              "test_doctor.py": 11, "test_listen.py": 11, "test_tls_time.py": 10, "test_city_loadgen.py": 10}
+
+
+def pytest_collection_modifyitems(config, items):
+    if hasattr(config, "workerinput"):  # an xdist worker: slowest files first, each file's order kept
+        items.sort(key=lambda it: -SLOW_FILES.get(os.path.basename(str(it.path)), 0))
+
+
 @pytest.fixture(autouse=True)
 def _fresh_hardware():
     """Every test starts with the fakes at power-on state."""
@@ -97,7 +120,10 @@ def subscriber_factory():
 def pytest_collect_file(file_path, parent):
     p = str(file_path)
     if os.path.dirname(p) == DUAL_DIR and os.path.basename(p).startswith("test_") and p.endswith(".py"):
-        return MpModule.from_parent(parent, path=file_path, name=os.path.basename(p) + "[mpy]")
+        # Its own node id (<file>[mpy]::test_x): the CPython module's ids stay distinct from
+        # these, which pytest-xdist needs to run both.
+        rel = os.path.relpath(p, str(parent.config.rootpath)).replace(os.sep, "/")
+        return MpModule.from_parent(parent, path=file_path, name=os.path.basename(p) + "[mpy]", nodeid=rel + "[mpy]")
     return None
 
 

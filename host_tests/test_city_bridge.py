@@ -102,8 +102,8 @@ def test_two_copies_share_the_load_and_a_killed_copy_loses_nothing(broker_factor
             assert wait(lambda: stats(port)["records"] == total), (port, stats(port)["records"], total, {d: (expected[d], stats(port)["per_device"].get(d)) for d in expected})
             s = stats(port)
             assert s["per_device"] == expected and s["invalid"] == 0
-        pub.loop_stop()
         pub.disconnect()
+        pub.loop_stop()
     finally:
         for p in procs:
             if p.poll() is None:

@@ -113,8 +113,8 @@ def _publish_states(broker):
     c.publish("phs/bus/bus-0102/status", json.dumps(safe), qos=1, retain=True).wait_for_publish(5)
     c.publish("phs/bus/bus-0107/status", json.dumps({"v": 2, "d": "bus-0107", "on": False}),
               qos=1, retain=True).wait_for_publish(5)
-    c.loop_stop()
     c.disconnect()
+    c.loop_stop()
 
 
 def _dist(a, b):

@@ -452,8 +452,8 @@ def test_deployed_board_on_the_generated_broker_survives_a_stolen_password(subsc
         assert offline == [], "the real bus-0107 was knocked off: its last will was published"
     finally:
         if thief:
-            thief.loop_stop()
             thief.disconnect()
+            thief.loop_stop()
         if board:
             board.stop()
         broker.terminate()

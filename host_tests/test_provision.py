@@ -111,8 +111,8 @@ class Client:
         info.wait_for_publish(5)
 
     def close(self):
+        self.c.disconnect()  # before loop_stop(), which would wait out the network thread's 1 s select()
         self.c.loop_stop()
-        self.c.disconnect()
 
 
 def test_one_device_can_neither_publish_into_nor_read_another_devices_topics(fleet, broker_factory):
@@ -243,8 +243,8 @@ class Board:
         (self.connected if not rc.is_failure else self.dropped).set()
 
     def close(self):
+        self.c.disconnect()  # before loop_stop(), which would wait out the network thread's 1 s select()
         self.c.loop_stop()
-        self.c.disconnect()
 
 
 def _password(out, user):

@@ -42,12 +42,17 @@ def compile_tree(src, name=None, only=None):
             if os.path.exists(d) and os.path.getmtime(d) >= os.path.getmtime(s):
                 continue
             os.makedirs(os.path.dirname(d), exist_ok=True)
-            proc = subprocess.run([mpyc, "-s", os.path.relpath(s, ROOT), "-o", d, s],
+            # Written beside and renamed into place: a test run in another process (pytest -n 2)
+            # never loads a half-written .mpy.
+            tmp = "%s.%d.tmp" % (d, os.getpid())
+            proc = subprocess.run([mpyc, "-s", os.path.relpath(s, ROOT), "-o", tmp, s],
                                   capture_output=True, text=True)
             if proc.returncode != 0:
-                if os.path.exists(d):
-                    os.unlink(d)
+                for f in (tmp, d):
+                    if os.path.exists(f):
+                        os.unlink(f)
                 raise CompileError("mpy-cross rejected %s:\n%s" % (s, proc.stderr))
+            os.replace(tmp, d)
     for folder, dirs, files in os.walk(dest):
         for fn in files:
             rel = os.path.relpath(os.path.join(folder, fn), dest)

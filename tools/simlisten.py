@@ -53,7 +53,7 @@ class Listener:
             end.connect(self.broker.host, self.broker.port, keepalive=10)
             end.loop_start()
             time.sleep(0.2)  # the CONNECT with clean_session=True ends the stored session
+            end.disconnect()  # then loop_stop(): the thread ends at once, not after its 1 s select()
             end.loop_stop()
-            end.disconnect()
         except OSError as e:  # the broker is gone: nothing to clean
             self.say("sim: could not remove the listener's session: %s" % e)

@@ -58,5 +58,7 @@ class Subscriber:
                 self._cond.wait(left)
 
     def close(self):
-        self.client.loop_stop()
+        # DISCONNECT first: the network thread sends it and ends at once. The
+        # other way round, loop_stop() waits out the thread's 1 s select().
         self.client.disconnect()
+        self.client.loop_stop()

@@ -12,6 +12,7 @@ STAMP := $(VENV)/.installed
 MPYLIB_STAMP := build/mpylib/.fetched
 PYTEST_ARGS ?=
 TEST_JOBS ?= 2
+TESTS ?= host_tests
 
 .PHONY: setup test sim bench clean mosquitto chromium flash doctor provision revoke vboard release mp32 cmd
 
@@ -38,7 +39,7 @@ mp32: $(MPYLIB_STAMP)
 	@$(VPY) tools/mp32.py
 
 test: setup mp32
-	$(VPY) -m pytest host_tests -n $(TEST_JOBS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
+	$(VPY) -m pytest $(TESTS) -n $(TEST_JOBS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 sim: setup
 	$(VPY) tools/sim.py $(if $(CITY),--bridge) $(SIM_ARGS)

@@ -174,3 +174,31 @@ def test_a_socket_wait_moves_the_virtual_clock_as_time_passes_on_a_board():
         CLOCK.set_real()
         a.close()
         b.close()
+
+
+SIM_TLS_PROBE = """
+import socket, ssl, fakeclock
+fakeclock.CLOCK.set_virtual(0, utc_s=%(utc)d)  # the simulated bus's clock, as simbus sets it
+s = socket.socket()
+s.connect(socket.getaddrinfo('127.0.0.1', %(port)d)[0][-1])
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.verify_mode = ssl.CERT_REQUIRED
+ctx.load_verify_locations(cadata=open(%(ca)r, 'rb').read())
+try:
+    ctx.wrap_socket(s, server_hostname='localhost').close()
+    print('tls ok')
+except ValueError as e:
+    print('tls refused:', str(e).strip())
+"""
+
+
+@pytest.mark.parametrize("days, seen", [(0, "tls ok"), (-400, "tls refused: The certificate validity starts in "
+                                                                  "the future")])
+def test_tls_in_the_simulator_judges_certificates_by_the_simulated_clock(broker_factory, tls_material, days, seen):
+    # What the simulated firmware imports as `ssl` (sim.import_path()) is the
+    # fake that checks dates as a board's mbedTLS does, against the bus's clock.
+    b = broker_factory(tls=tls_material)
+    code = SIM_TLS_PROBE % {"utc": int(time.time()) + days * 86400, "port": b.port, "ca": tls_material.ca_der}
+    out = subprocess.run([sim.micropython(), "-X", "heapsize=256K", "-c", code], capture_output=True, text=True,
+                         timeout=60, env=dict(os.environ, MICROPYPATH=sim.import_path()))
+    assert out.stdout.strip() == seen, out.stdout + out.stderr

@@ -139,3 +139,48 @@ def test_second_client_is_refused_like_a_busy_serial_port(board_factory):
     res = mpremote(b, "exec", "print(1)", check=False)
     first.close()
     assert res.returncode != 0
+
+
+TLS_PROBE = """
+import socket, ssl, machine
+machine.RTC().datetime(%(rtc)r)
+s = socket.socket()
+s.connect(socket.getaddrinfo('127.0.0.1', %(port)d)[0][-1])
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.verify_mode = ssl.CERT_REQUIRED
+ctx.load_verify_locations(cadata=open('ca.der', 'rb').read())
+try:
+    ctx.wrap_socket(s, server_hostname='localhost').close()
+    print('tls ok')
+except ValueError as e:
+    print('tls refused:', str(e).strip())
+    s.close()
+"""
+
+
+def test_tls_on_the_virtual_board_judges_certificate_dates_by_the_board_clock(board_factory, broker_factory,
+                                                                              tls_material, tmp_path):
+    # A developer sees what a board sees: a board clock at 2000-01-01 (after
+    # power-on) refuses the broker's certificate, a set clock accepts it.
+    b = board_factory()
+    broker = broker_factory(tls=tls_material)
+    with open(tls_material.ca_der, "rb") as f:
+        (tmp_path / "fs0" / "ca.der").write_bytes(f.read())
+    cold = mpremote(b, "exec", TLS_PROBE % {"rtc": (2000, 1, 1, 5, 0, 0, 0, 0), "port": broker.port}).stdout
+    assert cold.strip() == "tls refused: The certificate validity starts in the future", cold
+    now = time.gmtime()
+    rtc = (now.tm_year, now.tm_mon, now.tm_mday, now.tm_wday, now.tm_hour, now.tm_min, now.tm_sec, 0)
+    ok = mpremote(b, "exec", TLS_PROBE % {"rtc": rtc, "port": broker.port}).stdout
+    assert ok.strip() == "tls ok", ok
+
+
+def test_esp32_clock_starts_at_2000_after_power_on_and_keeps_time_over_a_reset(board_factory):
+    b = board_factory(clock="esp32")
+    probe = "import time, machine; print('%d %d' % (time.gmtime(0)[0], machine.RTC().datetime()[0]))"
+    assert mpremote(b, "exec", probe).stdout.split() == ["2000", "2000"]  # epoch and RTC of an ESP32 at power-on
+    mpremote(b, "exec", "import machine; machine.RTC().datetime((2026, 12, 1, 1, 8, 0, 0, 0))")
+    year = mpremote(b, "exec", probe).stdout.split()  # after mpremote's soft reset
+    assert year == ["2000", "2026"], year  # a reset keeps the RTC, as on a board
+    mpremote(b, "reset")  # machine.reset(): a new interpreter, the RTC still set
+    year = mpremote(b, "exec", probe).stdout.split()
+    assert year == ["2000", "2026"], year

@@ -24,6 +24,10 @@ A socket wait moves the bus's virtual clock as real time passes on a board
 a board. One connect attempt blocks at most connect_ms (10000 by default),
 which the configuration keeps 2 s under watchdog_ms (15000); if a step ever
 outlasts the watchdog, the simulator stops and says so (a board would reboot).
+Where the firmware speaks TLS, `ssl` is the test fake that checks the
+broker's certificate dates against the bus's simulated clock, as mbedTLS on
+a board checks them against its RTC (not under --mp32, whose frozen build
+has the port's own `ssl`).
 """
 
 import argparse
@@ -89,8 +93,10 @@ def import_path():
     # simnet first: its select.poll moves the virtual clock while the firmware waits on a socket.
     parts = [compile_tree(os.path.join(HERE, "simnet")),
              compile_tree(os.path.join(ROOT, "tools"), "sim", only=SIM_FILES)]
-    for p in (os.path.join(ROOT, "host_tests", "fakes"), os.path.join(ROOT, "firmware"), os.path.join(ROOT, "lib"),
-              os.path.join(ROOT, "build", "mpylib")):
+    # mpfakes: `ssl` judges certificate dates by the bus's (virtual) clock, as
+    # mbedTLS on a board does; the unix port's own would use the host's clock.
+    for p in (os.path.join(ROOT, "host_tests", "mpfakes"), os.path.join(ROOT, "host_tests", "fakes"),
+              os.path.join(ROOT, "firmware"), os.path.join(ROOT, "lib"), os.path.join(ROOT, "build", "mpylib")):
         parts.append(compile_tree(p))
     return ":".join(parts + [".frozen"])
 

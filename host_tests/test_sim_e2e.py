@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from harness import paths
+from harness import paths, tlsprobe
 
 sys.path.insert(0, paths.TOOLS)
 import sim  # noqa: E402
@@ -176,29 +176,15 @@ def test_a_socket_wait_moves_the_virtual_clock_as_time_passes_on_a_board():
         b.close()
 
 
-SIM_TLS_PROBE = """
-import socket, ssl, fakeclock
-fakeclock.CLOCK.set_virtual(0, utc_s=%(utc)d)  # the simulated bus's clock, as simbus sets it
-s = socket.socket()
-s.connect(socket.getaddrinfo('127.0.0.1', %(port)d)[0][-1])
-ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-ctx.verify_mode = ssl.CERT_REQUIRED
-ctx.load_verify_locations(cadata=open(%(ca)r, 'rb').read())
-try:
-    ctx.wrap_socket(s, server_hostname='localhost').close()
-    print('tls ok')
-except ValueError as e:
-    print('tls refused:', str(e).strip())
-"""
-
-
 @pytest.mark.parametrize("days, seen", [(0, "tls ok"), (-400, "tls refused: The certificate validity starts in "
                                                                   "the future")])
 def test_tls_in_the_simulator_judges_certificates_by_the_simulated_clock(broker_factory, tls_material, days, seen):
     # What the simulated firmware imports as `ssl` (sim.import_path()) is the
     # fake that checks dates as a board's mbedTLS does, against the bus's clock.
     b = broker_factory(tls=tls_material)
-    code = SIM_TLS_PROBE % {"utc": int(time.time()) + days * 86400, "port": b.port, "ca": tls_material.ca_der}
+    # the simulated bus's clock, as simbus sets it
+    clock = "import fakeclock\nfakeclock.CLOCK.set_virtual(0, utc_s=%d)\n" % (int(time.time()) + days * 86400)
+    code = tlsprobe.code(b.port, tls_material.ca_der, clock)
     out = subprocess.run([sim.micropython(), "-X", "heapsize=256K", "-c", code], capture_output=True, text=True,
                          timeout=60, env=dict(os.environ, MICROPYPATH=sim.import_path()))
     assert out.stdout.strip() == seen, out.stdout + out.stderr

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from harness import paths
+from harness import paths, tlsprobe
 
 sys.path.insert(0, paths.TOOLS)
 from vboard import VBoard  # noqa: E402
@@ -141,23 +141,6 @@ def test_second_client_is_refused_like_a_busy_serial_port(board_factory):
     assert res.returncode != 0
 
 
-TLS_PROBE = """
-import socket, ssl, machine
-machine.RTC().datetime(%(rtc)r)
-s = socket.socket()
-s.connect(socket.getaddrinfo('127.0.0.1', %(port)d)[0][-1])
-ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-ctx.verify_mode = ssl.CERT_REQUIRED
-ctx.load_verify_locations(cadata=open('ca.der', 'rb').read())
-try:
-    ctx.wrap_socket(s, server_hostname='localhost').close()
-    print('tls ok')
-except ValueError as e:
-    print('tls refused:', str(e).strip())
-    s.close()
-"""
-
-
 def test_tls_on_the_virtual_board_judges_certificate_dates_by_the_board_clock(board_factory, broker_factory,
                                                                               tls_material, tmp_path):
     # A developer sees what a board sees: a board clock at 2000-01-01 (after
@@ -166,11 +149,12 @@ def test_tls_on_the_virtual_board_judges_certificate_dates_by_the_board_clock(bo
     broker = broker_factory(tls=tls_material)
     with open(tls_material.ca_der, "rb") as f:
         (tmp_path / "fs0" / "ca.der").write_bytes(f.read())
-    cold = mpremote(b, "exec", TLS_PROBE % {"rtc": (2000, 1, 1, 5, 0, 0, 0, 0), "port": broker.port}).stdout
+    probe = "import machine\nmachine.RTC().datetime(%r)\n"
+    cold = mpremote(b, "exec", tlsprobe.code(broker.port, "ca.der", probe % ((2000, 1, 1, 5, 0, 0, 0, 0),))).stdout
     assert cold.strip() == "tls refused: The certificate validity starts in the future", cold
     now = time.gmtime()
     rtc = (now.tm_year, now.tm_mon, now.tm_mday, now.tm_wday, now.tm_hour, now.tm_min, now.tm_sec, 0)
-    ok = mpremote(b, "exec", TLS_PROBE % {"rtc": rtc, "port": broker.port}).stdout
+    ok = mpremote(b, "exec", tlsprobe.code(broker.port, "ca.der", probe % (rtc,))).stdout
     assert ok.strip() == "tls ok", ok
 
 

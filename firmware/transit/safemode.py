@@ -53,7 +53,7 @@ def enter(reason, board=None, machine=None, cfg=None, state=None, crash_loop=Fal
     if crash_loop and board is not None and state is not None and cfg is not None:
         _arm_retry(board, machine or board.machine, state, cfg["crash_limit"])
     if cfg is not None and cfg.get("safe_mode_report", True) and not reason.startswith(BUTTON):
-        # Bounded (about 30 s at worst); Ctrl-C skips it. Not when the button is
+        # Bounded (about 35 s at worst: Wi-Fi, the clock over TLS, the broker); Ctrl-C skips it. Not when the button is
         # held: the technician is at the board and wants the REPL now.
         import sys
         loaded = set(sys.modules)

@@ -17,7 +17,6 @@ import argparse
 import os
 import shutil
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -25,6 +24,7 @@ sys.path.insert(0, os.path.join(ROOT, "tools"))
 
 import sim  # noqa: E402
 from localbroker import Broker  # noqa: E402
+from simrun import finish  # noqa: E402
 
 
 def one(kind, a):
@@ -36,14 +36,7 @@ def one(kind, a):
     shutil.rmtree(folder, ignore_errors=True)
     broker = Broker(folder, persistence=True).start()
     run = sim.Run(args, broker, out=None)
-    t0 = time.monotonic()
-    try:
-        rc = run.run()
-    finally:
-        broker.stop()
-    wall = time.monotonic() - t0
-    t = run.truth or {}
-    v = run.fleet.vehicles.get(device)
+    rc, wall, t, v = finish(run, broker, device)
     if run.reset is not None:
         return ("%-6s the board RESETS (cause %d, 3 = watchdog) at second %d: one step took %d ms, watchdog_ms %d "
                 "(uplink: %s); wall %.0f s" % (kind, run.reset["cause"], run.reset["t"], run.reset["step_ms"],

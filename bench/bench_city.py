@@ -55,6 +55,50 @@ def mem_kib(pid, key="VmHWM"):
     return 0
 
 
+def start_bridge(host, port, bridge_id, data, extra=(), tries=100):
+    """The city bridge (tools/city/bridge.py) in its own process, its web side
+    on a free port; returns (process, base URL) once its stats say it reached
+    the broker, or after `tries` polls 0.1 s apart."""
+    http = free_port()
+    bridge = subprocess.Popen([sys.executable, os.path.join(TOOLS, "city", "bridge.py"), "--host", host,
+                               "--port", str(port), "--id", bridge_id, "--data", data,
+                               "--http-port", str(http)] + list(extra),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    base = "http://127.0.0.1:%d" % http
+    for _ in range(tries):
+        try:
+            if json.loads(get(base + "/api/stats"))["connects"]:
+                break
+        except OSError:
+            pass
+        time.sleep(0.1)
+    return bridge, base
+
+
+def close_window(bridge, base, out, poller, runs, drain_s, join_s):
+    """The measured window ended (the generator exited): the bridge's CPU
+    time, the time and its stats at that moment, then the generator's
+    report (file `out`). The bridge then gets up to drain_s to take in every
+    record the generator had acknowledged, the poller stops and the
+    simulator threads `runs` get join_s each. Returns (cpu s, time, stats,
+    report)."""
+    end = cpu_s(bridge.pid), time.time(), json.loads(get(base + "/api/stats"))
+    with open(out) as f:
+        res = json.load(f)
+    deadline = time.time() + drain_s
+    while time.time() < deadline:
+        got = json.loads(get(base + "/api/stats"))["per_device"]
+        if all(got.get(d, 0) >= n for d, n in res["acked"].items()):
+            break
+        time.sleep(0.5)
+    time.sleep(POLL_S * 3)
+    poller.stop.set()
+    poller.join()
+    for _, t in runs:
+        t.join(join_s)
+    return end + (res,)
+
+
 class Poller(threading.Thread):
     """Reads the protobuf feed like a planner; notes when each (vehicle, fix time) first shows."""
 
@@ -109,21 +153,10 @@ def one(buses, a, workdir):
     with open(broker.conf_path, "a") as f:  # production settings: the bridge's session may queue a lot
         f.write("max_queued_messages 0\nmax_inflight_messages 100\n")
     broker.start()
-    http = free_port()
     data = os.path.join(workdir, "bridge-%d" % buses)
     subprocess.run(["rm", "-rf", data])
-    bridge = subprocess.Popen([sys.executable, os.path.join(TOOLS, "city", "bridge.py"), "--host", broker.host,
-                               "--port", str(broker.port), "--id", "city-bench", "--data", data,
-                               "--http-port", str(http)] + (["--no-validate"] if a.no_validate else []),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    base = "http://127.0.0.1:%d" % http
-    for _ in range(100):
-        try:
-            if json.loads(get(base + "/api/stats"))["connects"]:
-                break
-        except OSError:
-            pass
-        time.sleep(0.1)
+    bridge, base = start_bridge(broker.host, broker.port, "city-bench", data,
+                                ["--no-validate"] if a.no_validate else [])
     out = os.path.join(workdir, "gen-%d.json" % buses)
     gen = subprocess.Popen([sys.executable, os.path.join(TOOLS, "city", "loadgen.py"), "--port", str(broker.port),
                             "--buses", str(buses), "--seconds", str(a.seconds), "--batch-s", str(a.batch_s),
@@ -138,21 +171,8 @@ def one(buses, a, workdir):
         rss_peak = max(rss_peak, mem_kib(bridge.pid, "VmRSS"))
         time.sleep(1)
     gen.wait()
-    c1, t1, s1 = cpu_s(bridge.pid), time.time(), json.loads(get(base + "/api/stats"))
-    with open(out) as f:
-        res = json.load(f)
+    c1, t1, s1, res = close_window(bridge, base, out, poller, sim_runs, 30, 600)
     acked = res["acked"]
-    deadline = time.time() + 30  # let the bridge drain what is queued for it
-    while time.time() < deadline:
-        got = json.loads(get(base + "/api/stats"))["per_device"]
-        if all(got.get(d, 0) >= n for d, n in acked.items()):
-            break
-        time.sleep(0.5)
-    time.sleep(POLL_S * 3)
-    poller.stop.set()
-    poller.join()
-    for r, t in sim_runs:
-        t.join(600)
     stats = json.loads(get(base + "/api/stats"))
     got = stats["per_device"]
     lost = sum(max(0, n - got.get(d, 0)) for d, n in acked.items())

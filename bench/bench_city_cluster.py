@@ -30,8 +30,7 @@ TOOLS = os.path.join(ROOT, "tools")
 sys.path.insert(0, TOOLS)
 sys.path.insert(0, HERE)
 
-from bench_city import POLL_S, Poller, cpu_s, get, mem_kib, pct  # noqa: E402
-from localbroker import free_port  # noqa: E402
+from bench_city import Poller, close_window, cpu_s, get, mem_kib, pct, start_bridge  # noqa: E402
 
 
 def main(argv=None):
@@ -59,18 +58,7 @@ def main(argv=None):
         nb.start()
         rn.cluster(na, nb)
         print("cluster: up in %.0f s (MQTT ports %d, %d)" % (time.time() - t, na.mqtt, nb.mqtt), flush=True)
-        http = free_port()
-        bridge = subprocess.Popen([sys.executable, os.path.join(TOOLS, "city", "bridge.py"), "--host", "127.0.0.1",
-                                   "--port", str(nb.mqtt), "--id", "city-bridge-1", "--data", os.path.join(work, "bridge"),
-                                   "--http-port", str(http)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        base = "http://127.0.0.1:%d" % http
-        for _ in range(200):
-            try:
-                if json.loads(get(base + "/api/stats"))["connects"]:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.1)
+        bridge, base = start_bridge("127.0.0.1", nb.mqtt, "city-bridge-1", os.path.join(work, "bridge"), tries=200)
         time.sleep(1)
         out = os.path.join(work, "gen.json")
         gen = subprocess.Popen([sys.executable, os.path.join(TOOLS, "city", "loadgen.py"), "--hosts",
@@ -104,20 +92,8 @@ def main(argv=None):
         while gen.poll() is None:
             rss = max(rss, mem_kib(bridge.pid, "VmRSS"))
             time.sleep(1)
-        c1, t1, s1 = cpu_s(bridge.pid), time.time(), json.loads(get(base + "/api/stats"))
-        with open(out) as f:
-            res = json.load(f)
+        c1, t1, s1, res = close_window(bridge, base, out, poller, runs, 60, 900)
         acked = res["acked"]
-        end = time.time() + 60
-        while time.time() < end:
-            got = json.loads(get(base + "/api/stats"))["per_device"]
-            if all(got.get(d, 0) >= n for d, n in acked.items()):
-                break
-            time.sleep(0.5)
-        time.sleep(POLL_S * 3)
-        poller.stop.set()
-        for r, th in runs:
-            th.join(900)
         stats = json.loads(get(base + "/api/stats"))
         got = stats["per_device"]
         lost = sum(max(0, n - got.get(d, 0)) for d, n in acked.items())

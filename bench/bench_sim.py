@@ -12,13 +12,13 @@ excluded), bytes per position, duplicates, and the firmware's live heap.
 import argparse
 import os
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tools"))
 
 import sim  # noqa: E402
 from localbroker import Broker  # noqa: E402
+from simrun import finish  # noqa: E402
 
 
 def main():
@@ -41,14 +41,7 @@ def main():
         wire[kind] = (n + 1, b + len(payload))
         feed(topic, payload)
     run.fleet.feed = counting_feed
-    t0 = time.monotonic()
-    try:
-        rc = run.run()
-    finally:
-        broker.stop()
-    wall = time.monotonic() - t0
-    t = run.truth or {}
-    v = run.fleet.vehicles.get("bus-bench")
+    rc, wall, t, v = finish(run, broker, "bus-bench")
     if v is None or not t:
         print("bench_sim: the simulated bus did not finish:\n" + "\n".join(run.lines[-20:]))
         return 1

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from harness import paths
+from harness import paths, tlsprobe
 
 sys.path.insert(0, paths.TOOLS)
 import sim  # noqa: E402
@@ -174,3 +174,35 @@ def test_a_socket_wait_moves_the_virtual_clock_as_time_passes_on_a_board():
         CLOCK.set_real()
         a.close()
         b.close()
+
+
+@pytest.mark.parametrize("days, seen", [(0, "tls ok"), (-400, "tls refused: The certificate validity starts in "
+                                                                  "the future")])
+def test_tls_in_the_simulator_judges_certificates_by_the_simulated_clock(broker_factory, tls_material, days, seen):
+    # What the simulated firmware imports as `ssl` (sim.import_path()) is the
+    # fake that checks dates as a board's mbedTLS does, against the bus's clock.
+    b = broker_factory(tls=tls_material)
+    # the simulated bus's clock, as simbus sets it
+    clock = "import fakeclock\nfakeclock.CLOCK.set_virtual(0, utc_s=%d)\n" % (int(time.time()) + days * 86400)
+    code = tlsprobe.code(b.port, tls_material.ca_der, clock)
+    out = subprocess.run([sim.micropython(), "-X", "heapsize=256K", "-c", code], capture_output=True, text=True,
+                         timeout=60, env=dict(os.environ, MICROPYPATH=sim.import_path()))
+    assert out.stdout.strip() == seen, out.stdout + out.stderr
+
+
+def test_a_cold_bus_over_tls_connects_after_its_gps_fix_and_delivers_everything(broker_factory, tls_material):
+    # `make sim SIM_ARGS=--tls`: the broker over TLS, the bus starting as an
+    # ESP32 after power-on (its clock at 2000-01-01): its first handshakes are
+    # refused as on a board, the GPS fix sets the clock, then it delivers.
+    args = sim.parse(["--tls", "--accel", "0", "--no-table", "--device", "bus-e2e-tls", "--timeout", "180",
+                      "--stops", "3", "--outage-after", "0", "--gps-loss-at", "0"])  # no fix for 30 s
+    broker = broker_factory(persistence=True, tls=tls_material, users={"bus-e2e-tls": sim.TLS_PASSWORD},
+                            anonymous=True)
+    r = sim.Run(args, broker, out=None)
+    assert r.run() == 0, r.lines[-20:]
+    assert r.check() == [], r.lines[-20:]
+    status = r.fleet.vehicles["bus-e2e-tls"].stream.status
+    assert status["time"]["src"] == "gps" and status["time"]["synced"] is True, status.get("time")
+    up = status["uplink"]
+    assert up.get("fail_tls", 0) >= 1 and up["connects"] == 1, up  # refused before the fix, as on a board
+    assert "The certificate validity starts in the future" in up["last_error"]

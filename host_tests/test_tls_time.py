@@ -16,7 +16,7 @@ import sys
 
 import pytest
 
-from harness import paths
+from harness import paths, tlsprobe
 from harness.sntp import SntpServer, dead_port
 
 sys.path.insert(0, paths.TOOLS)
@@ -188,26 +188,16 @@ def test_doctor_clock_line_for_a_synced_board_and_a_board_never_run():
     assert "no time record yet" in doctor.clock_line(None, 946684800)
 
 
-FAKE_TLS = """
-import socket, ssl, machine, fakeclock
+FAKE_TLS = tlsprobe.DEF + """
+import machine, fakeclock
 fakeclock.CLOCK.epoch_2000 = True
 for when in ((2000, 1, 1), None, (2040, 1, 1)):
     if when is None:
         fakeclock.CLOCK.set_unix_s(fakeclock._host_epoch_s())
     else:
         machine.RTC().datetime((when[0], when[1], when[2], 0, 0, 0, 0, 0))
-    s = socket.socket()
-    s.connect(socket.getaddrinfo('127.0.0.1', %(port)d)[0][-1])
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.verify_mode = ssl.CERT_REQUIRED
-    ctx.load_verify_locations(cadata=open(%(ca)r, 'rb').read())
-    try:
-        t = ctx.wrap_socket(s, server_hostname='localhost')
-        print('ok')
-        t.close()
-    except ValueError as e:
-        print(repr(str(e)))
-        s.close()
+    r = tls_probe(%(port)d, %(ca)r)
+    print(r if r == 'ok' else repr(r))
 """
 
 

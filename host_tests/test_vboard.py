@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from harness import paths
+from harness import paths, tlsprobe
 
 sys.path.insert(0, paths.TOOLS)
 from vboard import VBoard  # noqa: E402
@@ -139,3 +139,32 @@ def test_second_client_is_refused_like_a_busy_serial_port(board_factory):
     res = mpremote(b, "exec", "print(1)", check=False)
     first.close()
     assert res.returncode != 0
+
+
+def test_tls_on_the_virtual_board_judges_certificate_dates_by_the_board_clock(board_factory, broker_factory,
+                                                                              tls_material, tmp_path):
+    # A developer sees what a board sees: a board clock at 2000-01-01 (after
+    # power-on) refuses the broker's certificate, a set clock accepts it.
+    b = board_factory()
+    broker = broker_factory(tls=tls_material)
+    with open(tls_material.ca_der, "rb") as f:
+        (tmp_path / "fs0" / "ca.der").write_bytes(f.read())
+    probe = "import machine\nmachine.RTC().datetime(%r)\n"
+    cold = mpremote(b, "exec", tlsprobe.code(broker.port, "ca.der", probe % ((2000, 1, 1, 5, 0, 0, 0, 0),))).stdout
+    assert cold.strip() == "tls refused: The certificate validity starts in the future", cold
+    now = time.gmtime()
+    rtc = (now.tm_year, now.tm_mon, now.tm_mday, now.tm_wday, now.tm_hour, now.tm_min, now.tm_sec, 0)
+    ok = mpremote(b, "exec", tlsprobe.code(broker.port, "ca.der", probe % (rtc,))).stdout
+    assert ok.strip() == "tls ok", ok
+
+
+def test_esp32_clock_starts_at_2000_after_power_on_and_keeps_time_over_a_reset(board_factory):
+    b = board_factory(clock="esp32")
+    probe = "import time, machine; print('%d %d' % (time.gmtime(0)[0], machine.RTC().datetime()[0]))"
+    assert mpremote(b, "exec", probe).stdout.split() == ["2000", "2000"]  # epoch and RTC of an ESP32 at power-on
+    mpremote(b, "exec", "import machine; machine.RTC().datetime((2026, 12, 1, 1, 8, 0, 0, 0))")
+    year = mpremote(b, "exec", probe).stdout.split()  # after mpremote's soft reset
+    assert year == ["2000", "2026"], year  # a reset keeps the RTC, as on a board
+    mpremote(b, "reset")  # machine.reset(): a new interpreter, the RTC still set
+    year = mpremote(b, "exec", probe).stdout.split()
+    assert year == ["2000", "2026"], year

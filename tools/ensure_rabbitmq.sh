@@ -4,12 +4,10 @@
 # stays the broker of `make sim` and the tests. The packaged service is
 # stopped and disabled: the bench starts its own nodes on loopback.
 set -eu
+. "$(dirname "${BASH_SOURCE[0]}")/ensure_lib.sh"
 if [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; then exit 0; fi
-if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "setup: installing rabbitmq-server with apt-get (broker-cluster bench only)"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends rabbitmq-server >/dev/null
+if can_apt; then
+    apt_install "broker-cluster bench only" rabbitmq-server
     (systemctl stop rabbitmq-server && systemctl disable rabbitmq-server) >/dev/null 2>&1 || \
         service rabbitmq-server stop >/dev/null 2>&1 || true
     exit 0

@@ -18,12 +18,20 @@ id at a time: a second one is refused (it would delete the first's queue).
     make sim SIM_ARGS="--accel 0 --stops 4"   # as fast as possible, first 4 stops
     make sim SIM_ARGS="--outage-kind freeze --connect-ms 5000"  # a hung broker: TCP open, nothing answers
     make sim CITY=1                           # also the city bridge: live page, GTFS-RT (docs/city.md)
+    make sim SIM_ARGS="--tls --stops 6"       # TLS broker, the bus powered on with its clock at 2000-01-01
 
 A socket wait moves the bus's virtual clock as real time passes on a board
 (tools/simnet/select.py), so a blocking connect costs the bus what it costs
 a board. One connect attempt blocks at most connect_ms (10000 by default),
 which the configuration keeps 2 s under watchdog_ms (15000); if a step ever
 outlasts the watchdog, the simulator stops and says so (a board would reboot).
+Where the firmware speaks TLS, `ssl` is the test fake that checks the
+broker's certificate dates against the bus's simulated clock, as mbedTLS on
+a board checks them against its RTC (not under --mp32, whose frozen build
+has the port's own `ssl`). With --tls the private broker speaks TLS
+(certificates made at start, valid from now) and the bus starts as an ESP32
+after power-on: its handshakes are refused ("The certificate validity starts
+in the future") until the GPS fix sets the clock, then it delivers.
 """
 
 import argparse
@@ -39,7 +47,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
-from localbroker import Broker  # noqa: E402
+from localbroker import Broker, TlsMaterial  # noqa: E402
 from listen import Fleet  # noqa: E402
 from mpbuild import compile_tree  # noqa: E402
 from simlisten import Listener  # noqa: E402
@@ -50,6 +58,7 @@ SIM_FILES = ("simbus.py", "simgps.py", "passenger_gen.py")
 # glibc: heaps below 512 KiB come from the low half of the 32-bit address
 # space, where id() is a small int (tools/heapcap.py reads addresses on a full heap).
 MP32_ENV = {"MALLOC_MMAP_THRESHOLD_": "524288"}
+TLS_PASSWORD = "sim-tls-pw"  # --tls: the board's password (TLS refuses an empty one)
 BACKLOG_ON = BACKLOG_OFF = 4  # passengers of each stop visit in an offline backlog (simbus.make_backlog)
 
 
@@ -58,8 +67,10 @@ def micropython():
     return cand if os.path.exists(cand) else shutil.which("micropython")
 
 
-def layout(folder, device_id, host, port, route, batch_s=10, connect_ms=10000, hosts=None, password=""):
-    """A board filesystem: device.json, secrets.json, boards/sim.json."""
+def layout(folder, device_id, host, port, route, batch_s=10, connect_ms=10000, hosts=None, password="",
+           ca_der=None):
+    """A board filesystem: device.json, secrets.json, boards/sim.json (and
+    ca.der: TLS with the CA checked, when ca_der is given)."""
     if os.path.isdir(folder):
         shutil.rmtree(folder)
     os.makedirs(os.path.join(folder, "boards"))
@@ -67,7 +78,7 @@ def layout(folder, device_id, host, port, route, batch_s=10, connect_ms=10000, h
     with open(route) as f:
         fences = json.load(f).get("geofences", [])
     device = {"device_id": device_id, "role": "bus", "board": "sim", "topic_root": "phs",
-              "broker": {"host": ",".join([host] + list(hosts or ())), "port": port, "tls": False,
+              "broker": {"host": ",".join([host] + list(hosts or ())), "port": port, "tls": bool(ca_der),
                          "keepalive_s": 30},
               "networks": [{"ssid": "phs-sim"}],
               "bus": {"plate": "10-7777", "route": "1"},
@@ -79,6 +90,9 @@ def layout(folder, device_id, host, port, route, batch_s=10, connect_ms=10000, h
               # passes much faster than a real round trip: ack_ms stays generous.
               "uplink": {"batch_s": batch_s, "ack_ms": 30000, "connect_ms": connect_ms,
                          "backoff_min_ms": 1000, "backoff_max_ms": 15000}}
+    if ca_der:
+        device["broker"]["ca"] = "ca.der"
+        shutil.copy(ca_der, os.path.join(folder, "ca.der"))
     with open(os.path.join(folder, "device.json"), "w") as f:
         json.dump(device, f, indent=1)
     with open(os.path.join(folder, "secrets.json"), "w") as f:
@@ -89,8 +103,10 @@ def import_path():
     # simnet first: its select.poll moves the virtual clock while the firmware waits on a socket.
     parts = [compile_tree(os.path.join(HERE, "simnet")),
              compile_tree(os.path.join(ROOT, "tools"), "sim", only=SIM_FILES)]
-    for p in (os.path.join(ROOT, "host_tests", "fakes"), os.path.join(ROOT, "firmware"), os.path.join(ROOT, "lib"),
-              os.path.join(ROOT, "build", "mpylib")):
+    # mpfakes: `ssl` judges certificate dates by the bus's (virtual) clock, as
+    # mbedTLS on a board does; the unix port's own would use the host's clock.
+    for p in (os.path.join(ROOT, "host_tests", "mpfakes"), os.path.join(ROOT, "host_tests", "fakes"),
+              os.path.join(ROOT, "firmware"), os.path.join(ROOT, "lib"), os.path.join(ROOT, "build", "mpylib")):
         parts.append(compile_tree(p))
     return ":".join(parts + [".frozen"])
 
@@ -147,10 +163,16 @@ class Run:
         if a.broker_hosts:  # the board's own broker list; the listener stays on --broker
             nodes = a.broker_hosts.split(",")
             host, port, more = nodes[0].rpartition(":")[0], int(nodes[0].rpartition(":")[2]), nodes[1:]
-        layout(folder, a.device, host, port, a.route, a.batch_s, a.connect_ms, more, a.mqtt_password)
+        ca_der = None
+        if a.tls:  # the certificate names localhost; the bus's clock starts cold, its GPS says today
+            ca_der, host = self.broker.tls.ca_der, "localhost"
+        layout(folder, a.device, host, port, a.route, a.batch_s, a.connect_ms, more,
+               a.mqtt_password or (TLS_PASSWORD if a.tls else ""), ca_der)
         scenario = {"route": a.route, "seed": a.seed, "accel": a.accel, "stops": a.stops, "laps": a.laps,
                     "gps_loss": [a.gps_loss_at, a.gps_loss_at + 30] if a.gps_loss_at >= 0 else None,
                     "profile": a.profile, "drain_s": a.drain_s, "busy": a.busy, "hours": a.hours}
+        if a.tls:
+            scenario.update(cold=True, start_unix=int(time.time()))
         with open(os.path.join(folder, "scenario.json"), "w") as f:
             json.dump(scenario, f)
         if a.mp32:
@@ -348,6 +370,9 @@ def parse(argv=None):
     ap.add_argument("--broker-hosts", help="the board's broker nodes HOST:PORT,... (a cluster: broker.host "
                     "becomes their list); the listener stays on --broker")
     ap.add_argument("--mqtt-password", default="", help="the board's broker password (secrets.json)")
+    ap.add_argument("--tls", action="store_true",
+                    help="the private broker over TLS (certificates made now) and the bus starting as an ESP32 "
+                         "after power-on, its clock at 2000-01-01 until the GPS fix: what a board sees")
     ap.add_argument("--device", default="bus-sim01")
     ap.add_argument("--route", default=ROUTE)
     ap.add_argument("--accel", type=float, default=20, help="times real time; 0 = as fast as possible (default 20)")
@@ -414,6 +439,9 @@ def main(argv=None):
         broker = External()
         broker.host, broker.port = host or "127.0.0.1", int(port)
         args.outage_after = 0
+    if args.tls and (args.broker or args.bridge):
+        print("sim: --tls runs with the private broker only (no --broker, no --bridge)")
+        return 2
     bridge = None
     try:
         held = lock(args.device)  # before touching the device's folders
@@ -429,7 +457,9 @@ def main(argv=None):
                     os.unlink(os.path.join(folder, old))  # the last run's sessions and messages
                 except FileNotFoundError:
                     pass
-            own = broker = Broker(folder, persistence=True).start()
+            tls = TlsMaterial(os.path.join(folder, "tls")) if args.tls else None
+            users = {args.device: args.mqtt_password or TLS_PASSWORD} if args.tls else None
+            own = broker = Broker(folder, persistence=True, tls=tls, users=users, anonymous=True).start()
         if args.bridge:
             bridge = start_bridge(args, broker)
         run = Run(args, broker, held=held)

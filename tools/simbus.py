@@ -291,6 +291,9 @@ def main(path):
         route = json.load(f)
     accel = sc.get("accel", 0)
     CLOCK.set_virtual(0, utc_s=sc.get("start_unix", 1795766400), pace=(1.0 / accel) if accel else 0)
+    if sc.get("cold"):  # an ESP32 after power-on: epoch 2000, the RTC at 2000-01-01 until the GPS fix
+        CLOCK.epoch_2000 = True
+        machine.RTC().datetime((2000, 1, 1, 5, 0, 0, 0, 0))
     network.set_aps([{"ssid": SSID, "key": WIFI_KEY, "rssi": -61}])
     # Memory accounting on the 32-bit build with everything frozen (tools/mp32.py,
     # host_tests/test_memory.py): what the fakes and the simulator hold before

@@ -27,6 +27,8 @@ class Listener:
         c.on_subscribe = lambda c, u, mid, rcs, p=None: subscribed.set()
         c.on_message = lambda c, u, m: on_message(m.topic, bytes(m.payload))
         c.reconnect_delay_set(0.2, 1)
+        if getattr(broker, "tls", None) is not None:  # our own TLS broker (sim --tls)
+            c.tls_set(ca_certs=broker.tls.ca_cert)
         c.connect(broker.host, broker.port, keepalive=10)
         c.loop_start()
         self.client = c

@@ -39,6 +39,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 AGENT = os.path.join(HERE, "vboard_agent.py")
 FAKES = os.path.join(ROOT, "host_tests", "fakes")
+MPFAKES = os.path.join(ROOT, "host_tests", "mpfakes")  # `ssl` with the board's certificate date check
 
 SENT_E = b"\x1b]vb;e\x07"
 SENT_D = b"\x1b]vb;d\x07"
@@ -71,7 +72,7 @@ class VBoard:
 
     def __init__(self, fs=None, flash_image=None, flash_kib=2048, port=0, heap="512K",
                  report_version=None, report_mpy=None, report_machine=None, frozen=None, setup=None, env=None,
-                 log=None, fakes=FAKES):
+                 log=None, fakes=FAKES, clock="host"):
         if (fs is None) == (flash_image is None):
             raise ValueError("give the board either a folder (fs) or a LittleFS image (flash_image)")
         self.fs = os.path.abspath(fs) if fs else None
@@ -87,6 +88,9 @@ class VBoard:
         self.extra_env = dict(env or {})
         self.log_path = log
         self.fakes = fakes
+        if clock not in ("host", "esp32"):
+            raise ValueError("clock: 'host' or 'esp32', not %r" % (clock,))
+        self.clock = clock  # esp32: epoch 2000, 2000-01-01 at power-on, kept across resets
         self.micropython = _tool("micropython")
         if not self.micropython:
             raise RuntimeError("micropython (the unix port) is not installed: run `make setup`")
@@ -112,17 +116,20 @@ class VBoard:
     # --- set-up -------------------------------------------------------
     def _prepare_host(self):
         """The folder the agent sees at /.vboard: fakes (as .mpy), frozen, setup, flash image."""
-        fakes_out = os.path.join(self.host, "fakes")
-        os.makedirs(fakes_out)
         mpyc = _tool("mpy-cross")
-        for fn in sorted(os.listdir(self.fakes)):
-            src = os.path.join(self.fakes, fn)
-            if not fn.endswith(".py"):
-                continue
-            if mpyc:
-                subprocess.run([mpyc, "-o", os.path.join(fakes_out, fn[:-3] + ".mpy"), src], check=True)
-            else:
-                shutil.copy(src, fakes_out)
+        for folder, name in ((self.fakes, "fakes"), (MPFAKES, "mpfakes")):
+            out = os.path.join(self.host, name)
+            os.makedirs(out)
+            for fn in sorted(os.listdir(folder)):
+                src = os.path.join(folder, fn)
+                if not fn.endswith(".py"):
+                    continue
+                if mpyc:
+                    subprocess.run([mpyc, "-o", os.path.join(out, fn[:-3] + ".mpy"), src], check=True)
+                else:
+                    shutil.copy(src, out)
+        if self.clock == "esp32":
+            open(os.path.join(self.host, "rtc"), "w").close()  # power-on: the RTC forgot the time
         if self.frozen:
             os.symlink(os.path.abspath(self.frozen), os.path.join(self.host, "frozen"))
         if self.setup:
@@ -141,6 +148,7 @@ class VBoard:
         for key, val in (("VBOARD_VERSION", self.report_version), ("VBOARD_MPY", self.report_mpy),
                          ("VBOARD_MACHINE", self.report_machine),
                          ("VBOARD_FROZEN", "1" if self.frozen else None),
+                         ("VBOARD_CLOCK", "esp32" if self.clock == "esp32" else None),
                          ("VBOARD_SETUP", "setup.py" if self.setup else None)):
             if val:
                 env[key] = val
@@ -483,12 +491,16 @@ def main(argv=None):
     ap.add_argument("--frozen", help="folder that plays the firmware's frozen modules ('.frozen' on sys.path)")
     ap.add_argument("--setup", help="MicroPython script run before boot.py on every boot (simulated hardware)")
     ap.add_argument("--log", help="also append everything the board prints to this file")
+    ap.add_argument("--clock", choices=("esp32", "host"), default="esp32",
+                    help="esp32 (default): time.time() counts from 2000 and the RTC reads 2000-01-01 after "
+                         "power-on, kept across resets, so TLS refuses certificates until the firmware sets "
+                         "the time, as on a board; host: the host's clock")
     args = ap.parse_args(argv)
     try:
         vb = VBoard(fs=args.fs, flash_image=args.flash_image, flash_kib=args.flash_kib, port=args.port,
                     heap=args.heap, report_version=args.report_version, report_mpy=args.report_mpy,
                     report_machine=args.report_machine,
-                    frozen=args.frozen, setup=args.setup, log=args.log)
+                    frozen=args.frozen, setup=args.setup, log=args.log, clock=args.clock)
         if args.fs:
             os.makedirs(args.fs, exist_ok=True)
         port = vb.start()

@@ -5,8 +5,11 @@
 # agent the code to run over stdin. Here the board's filesystem (a folder or a
 # LittleFS image) is mounted at "/" like the flash of an ESP32, the host
 # folder with the fakes at "/.vboard" (read-only), sys.path is a board's
-# ('' , '.frozen', '/lib') plus the fakes, and boot.py/main.py run after a
-# reset. Framing (stdout): program output, then SENT_E, the traceback, SENT_D.
+# ('' , '.frozen', '/lib') plus the fakes, `ssl` is the test fake that judges
+# certificate dates by the board's clock (host_tests/mpfakes/ssl.py: the
+# unix port's own would judge them by the host's), and boot.py/main.py run
+# after a reset. With VBOARD_CLOCK=esp32 the clock is an ESP32's: epoch 2000,
+# 2000-01-01 after power-on, kept across resets. Framing (stdout): program output, then SENT_E, the traceback, SENT_D.
 # A hard reset (machine.reset(), watchdog) exits with 64 + reset cause; a soft
 # reset (SystemExit) exits with 99; the bridge starts a fresh interpreter.
 import os
@@ -99,11 +102,18 @@ def _report_version():
     sys.modules["sys"] = _SysProxy(sys, _Impl(real, version, code, machine))
 
 
+_rtc_file = None  # the host file that keeps the ESP32 clock across resets (VBOARD_CLOCK=esp32)
+_rtc_kept = None
+
+
 def _mount():
+    global _rtc_file
     host = _env("VBOARD_HOST")
     fs = _env("VBOARD_FS")
     kind, _, where = fs.partition(":")
     image = open(where, "r+b") if kind == "lfs" else None  # opened while "/" is still the host's
+    if _env("VBOARD_CLOCK") == "esp32":
+        _rtc_file = open(host + "/rtc", "r+")
     vfs.umount("/")
     vfs.mount(vfs.VfsPosix(host), "/.vboard", readonly=True)
     if kind == "dir":
@@ -122,7 +132,39 @@ def _mount():
     if _env("VBOARD_FROZEN"):
         path.append("/.vboard/frozen")  # plays the firmware's frozen modules
     path += ["/lib", "/.vboard/fakes"]
-    sys.path[:] = path
+    sys.path[:] = [path[0], "/.vboard/mpfakes"] + path[1:]
+    import ssl  # noqa: F401 - the fake that judges certificate dates by the board's clock, as mbedTLS on a board
+    sys.path[:] = path  # the board's own path again; `ssl` stays loaded
+
+
+def _clock():
+    # An ESP32's clock (VBOARD_CLOCK=esp32): time.time() counts from 2000, the
+    # RTC reads 2000-01-01 after power-on and keeps what it was set to across
+    # resets (the bridge empties the file at power-on).
+    if _rtc_file is None:
+        return
+    import fakeclock
+    fakeclock.CLOCK.epoch_2000 = True
+    _rtc_file.seek(0)
+    kept = _rtc_file.read().strip()
+    if kept:
+        fakeclock.CLOCK.utc_adjust_s = int(kept)
+    else:
+        fakeclock.CLOCK.utc_adjust_s = fakeclock.EPOCH_2000_OFFSET_S - int(fakeclock._host_epoch_s())
+    _keep_clock()
+
+
+def _keep_clock():
+    global _rtc_kept
+    if _rtc_file is None:
+        return
+    import fakeclock
+    adj = int(fakeclock.CLOCK.utc_adjust_s)
+    if adj != _rtc_kept:
+        _rtc_file.seek(0)
+        _rtc_file.write("%-24d" % adj)  # fixed width: no truncate on the unix port's files
+        _rtc_file.flush()
+        _rtc_kept = adj
 
 
 def _write(b):
@@ -153,12 +195,15 @@ def _run(code, g, mode, file="<stdin>"):
     try:
         exec(compile(code, file, mode), g)
     except SystemExit:
+        _keep_clock()
         _write(SENT_E + SENT_D)
         sys.exit(EXIT_SOFT)
     except BaseException as e:  # noqa: B902 - the board prints every error, resets included
+        _keep_clock()
         if _is_reset(e):
             sys.exit(EXIT_HARD + (e.args[0] if e.args else 2))
         err = e
+    _keep_clock()
     _write(SENT_E)
     if err is not None:
         try:
@@ -178,8 +223,10 @@ def _run_file(name, g):
     try:
         exec(compile(code, name, "exec"), g)
     except SystemExit:
+        _keep_clock()
         sys.exit(EXIT_SOFT)
     except BaseException as e:  # noqa: B902
+        _keep_clock()
         if _is_reset(e):
             sys.exit(EXIT_HARD + (e.args[0] if e.args else 2))
         sys.print_exception(e, sys.stdout)
@@ -188,6 +235,7 @@ def _run_file(name, g):
 def main():
     _write(SENT_ALIVE)  # from here on SIGINT raises KeyboardInterrupt
     _mount()
+    _clock()
     _report_version()
     g = {"__name__": "__main__"}
     boot = _env("VBOARD_BOOT", "hard")
@@ -201,6 +249,7 @@ def main():
             _run_file("main.py", g)
     except KeyboardInterrupt:
         _write(b"Traceback (most recent call last):\nKeyboardInterrupt: \n")
+    _keep_clock()
     _write(SENT_READY)
     while True:
         head = _read_exact(5)

@@ -53,7 +53,7 @@ def enter(reason, board=None, machine=None, cfg=None, state=None, crash_loop=Fal
     if crash_loop and board is not None and state is not None and cfg is not None:
         _arm_retry(board, machine or board.machine, state, cfg["crash_limit"])
     if cfg is not None and cfg.get("safe_mode_report", True) and not reason.startswith(BUTTON):
-        # Bounded (about 30 s at worst); Ctrl-C skips it. Not when the button is
+        # Bounded (about 35 s at worst: Wi-Fi, the clock over TLS, the broker); Ctrl-C skips it. Not when the button is
         # held: the technician is at the board and wants the REPL now.
         import sys
         loaded = set(sys.modules)
@@ -63,16 +63,21 @@ def enter(reason, board=None, machine=None, cfg=None, state=None, crash_loop=Fal
                   else "safe mode: broker not reached")
         except Exception as e:  # reported on the console; safe mode itself must never fail
             print("safe mode: report failed: %r" % (e,))
-        _unload(sys, loaded)
+        unload(sys, loaded)
     return text
 
 
-def _unload(sys, keep):
+def unload(sys, keep):
     """Give the REPL back the heap the report took: drop the modules it
-    imported (on a board that is .mpy code in RAM) and collect."""
+    imported (on a board that is .mpy code in RAM) and collect. A submodule
+    of a package loaded before (transit.safereport) is also an attribute of
+    that package: it goes too, or its code stays reachable."""
     for name in list(sys.modules):
         if name not in keep:
             del sys.modules[name]
+            parent, _, leaf = name.rpartition(".")
+            if parent in keep and getattr(sys.modules[parent], leaf, None) is not None:
+                delattr(sys.modules[parent], leaf)
     import gc
     gc.collect()
 

@@ -9,9 +9,17 @@ broker shows only the last will). With a loaded configuration (and
 
 then disconnects cleanly, so the retained status stays (no last will is
 set: an "offline" will would hide why). Everything is bounded (Wi-Fi
-JOIN_MS, broker CONNECT_MS) and small: no queue, no uplink, no schema
-module (the two documents are plain json, checked against docs/schema by
-the tests), a 1 KiB buffer.
+JOIN_MS, the clock SNTP_MS, broker CONNECT_MS) and small: no queue, no
+uplink, no schema module (the two documents are plain json, checked against
+docs/schema by the tests), a 1 KiB buffer.
+
+Over TLS the clock comes first: a board powered on straight into safe mode
+reads 2000-01-01, and mbedTLS refuses the broker's certificate as "not yet
+valid". As the application does (transit/timesync.py), the RTC is moved up
+to the floor kept in flash (data/time.json, never below the build date) and
+the configured SNTP servers get one round, cut at SNTP_MS; certificate
+checks stay on. A clock that is only the floor is a lower bound: the event
+is then stamped with seconds since boot and flagged "time unknown".
 
 Safe-mode events have a stream of their own: their epoch `se` and last seq
 `ss` live in bootstate.json (the queue may be the very thing that is broken),
@@ -26,6 +34,8 @@ from transit import identity
 
 JOIN_MS = 20000  # Wi-Fi association, scans included
 CONNECT_MS = 10000  # TCP, TLS, CONNACK and each PUBACK
+SNTP_MS = 4000  # before a TLS report: one SNTP round over the servers, at most this long
+TIME_FILE = "data/time.json"  # the application's floor (transit.app.QUEUE_DIR + "/time.json")
 QUEUE_FOLDER = "data/q"  # transit.app's queue: its epoch goes in the status
 # The cause, as the event's `i`
 CAUSE_CRASH_LOOP = 1
@@ -58,8 +68,9 @@ def _topic(cfg, kind):
     return "%s/%s/%s/%s" % (cfg.get("topic_root"), cfg["role"], cfg["device_id"], kind)
 
 
-def status_doc(cfg, reason, state, epoch):
-    """The retained status in safe mode (status.json, v2)."""
+def status_doc(cfg, reason, state, epoch, clock=None):
+    """The retained status in safe mode (status.json, v2); `clock` the
+    TimeSync that set the clock for a TLS report (its `time` section)."""
     from transit import VERSION as FW
     free = getattr(gc, "mem_free", None)
     doc = {"v": _VERSION, "d": cfg["device_id"], "e": epoch, "on": True, "t": _unix_now(), "fw": FW,
@@ -68,17 +79,20 @@ def status_doc(cfg, reason, state, epoch):
     if state is not None:
         doc["boot"] = {"boots": state.boots, "crashes": state.crashes, "last_error": state.last_error,
                        "ended": state.ended}
+    if clock is not None:
+        doc["time"] = clock.status()
     return doc
 
 
-def event_batch(cfg, reason, state):
-    """The safe-mode event as a one-record batch of its own stream."""
+def event_batch(cfg, reason, state, known=True):
+    """The safe-mode event as a one-record batch of its own stream; `known`
+    False when the clock is only a lower bound (the floor)."""
     if not state.se:
         state.se = identity.new_epoch()
     state.ss += 1
     state.save()  # the seq is spent even if the send fails: never two events with one seq
     now = _unix_now()
-    ts, flags = (now, 0) if now >= _MIN_UNIX else (time.ticks_ms() // 1000, _FLAG_TIME_UNKNOWN)
+    ts, flags = (now, 0) if known and now >= _MIN_UNIX else (time.ticks_ms() // 1000, _FLAG_TIME_UNKNOWN)
     row = {"q": state.ss, "t": ts, "k": _EV_SAFE_MODE, "i": cause_of(reason), "va": state.crashes, "la": 0, "lo": 0}
     if flags:
         row["f"] = flags
@@ -116,6 +130,26 @@ def _join(cfg, board):
     return wlan.isconnected()
 
 
+def set_clock(cfg, board):
+    """Before a TLS report: the RTC up to the floor in flash, then SNTP until
+    it answers, every server failed once, or SNTP_MS passed. Returns the
+    TimeSync (the status says where the time came from), or None without a
+    board (its file did not load: no RTC to set)."""
+    if board is None:
+        return None
+    from transit.timesync import TimeSync
+    clock = TimeSync(cfg, board.rtc(), path=TIME_FILE)
+    t0 = time.ticks_ms()
+    while clock.gate() is not None and time.ticks_diff(time.ticks_ms(), t0) < SNTP_MS:
+        clock.step(True)  # never blocks but for a name lookup; the answer is polled
+        time.sleep_ms(20)
+    clock.close()
+    if clock.source == "floor":  # timesync.SRC_FLOOR: only a lower bound
+        print("safe mode: clock not set (%s): the broker's certificate may be refused" %
+              (clock.why() if clock.gate() is None else "no sntp answer within %d s" % (SNTP_MS // 1000)))
+    return clock
+
+
 def _tls(cfg):
     if not cfg.get("broker.tls"):
         return None
@@ -134,13 +168,24 @@ def send(cfg, board, reason, state):
     if not _join(cfg, board):
         print("safe mode: no network within %d s" % (JOIN_MS // 1000))
         return False
+    dev = cfg["device_id"]
+    owner = identity.Owner(QUEUE_FOLDER)
+    tls = cfg.get("broker.tls")
+    clock = None
+    if tls:
+        import sys
+        from transit.safemode import unload
+        loaded = set(sys.modules)
+        clock = set_clock(cfg, board)
+    known = clock is None or clock.source != "floor"  # timesync.SRC_FLOOR: a lower bound
+    status = json.dumps(status_doc(cfg, reason, state, owner.epoch if owner.device == dev else 0, clock)).encode()
+    event = event_batch(cfg, reason, state, known) if state is not None else None
+    if tls:
+        clock = None
+        unload(sys, loaded)  # the clock's code leaves the heap before the TLS handshake
     gc.collect()
     from umqtt.simple import MQTTClient
     from transit.mqttio import Conn, mqtt_connect
-    dev = cfg["device_id"]
-    owner = identity.Owner(QUEUE_FOLDER)
-    status = json.dumps(status_doc(cfg, reason, state, owner.epoch if owner.device == dev else 0)).encode()
-    event = event_batch(cfg, reason, state) if state is not None else None
     host = cfg.get("broker.host").split(",")[0]  # the first node of a cluster list (transit.uplink)
     conn = Conn(1024, 256)
     client = MQTTClient(dev, host, port=cfg.get("broker.port"), user=cfg.secret("mqtt_user", dev),

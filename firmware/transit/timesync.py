@@ -164,6 +164,11 @@ class TimeSync:
             return None
         return "time: waiting for sntp"
 
+    def close(self):
+        """Drop a query in flight (safe mode stops waiting for an answer)."""
+        if self._sock is not None:
+            self._close()
+
     def flags(self):
         """Record flags for a record stamped from the RTC now: 1 (time unknown) until synced."""
         return 0 if self.synced else 1

@@ -13,7 +13,7 @@ import gc
 import time
 
 from dqueue import DEFAULT_BUDGET, DurableQueue
-from transit import VERSION, identity, records as R
+from transit import VERSION, records as R
 from transit.commands import Commands
 from transit.config import CONNECT_MS_DEFAULT
 from transit.health import Health, queue_source
@@ -62,7 +62,8 @@ class App:
         # filesystem); boards with the OTA layout set queue.budget_kib to ~576.
         budget = qs["budget_kib"] * 1024 if "budget_kib" in qs else DEFAULT_BUDGET
         # A queue left by another device id is never sent under ours (transit.identity).
-        self.queue, self.epoch = identity.open_queue(
+        from transit.identity import open_queue
+        self.queue, self.epoch = open_queue(
             QUEUE_DIR + "/q", cfg["device_id"], lambda: DurableQueue(
                 QUEUE_DIR + "/q", budget_bytes=budget, commit_ms=qs.get("commit_ms", COMMIT_MS),
                 commit_records=qs.get("commit_records"), priority_types=R.PRIORITY_TYPES,
@@ -487,8 +488,34 @@ def _mkdir(path):
         pass  # exists already (EEXIST); any other problem shows when the queue opens it
 
 
+# Needed only until the application is built: the configuration's validator
+# and key tables, the board checks, safe mode, the queue's owner check and
+# recovery, the OTA loader's boot decision. Each is imported again if it is
+# ever needed later (a remote `set`, safe mode, an update), which frozen
+# code does at the cost of its module object only.
+BOOT_MODULES = ("transit.config", "transit.settings", "transit.boardcheck", "transit.safemode",
+                "transit.identity", "dqueue_boot", "otaboot")
+
+
+def forget_boot_modules(names=BOOT_MODULES):
+    """Drop boot-only modules so their globals, functions and tables are
+    collected (~4 KB of a 32-bit heap; docs/memory.md). MicroPython only:
+    under CPython the tests keep module objects of their own."""
+    import sys
+    if sys.implementation.name != "micropython":
+        return
+    import transit
+    for name in names:
+        if name in sys.modules:
+            del sys.modules[name]
+        if name.startswith("transit.") and name[8:] in transit.__dict__:
+            delattr(transit, name[8:])
+
+
 def build(cfg, board, state, **kw):
-    return (BusApp if cfg["role"] == "bus" else DepotApp)(cfg, board, state, **kw)
+    app = (BusApp if cfg["role"] == "bus" else DepotApp)(cfg, board, state, **kw)
+    forget_boot_modules()
+    return app
 
 
 def run(cfg, board, state):

@@ -54,8 +54,16 @@ ROW_KEYS = {
     R.ROSTER: ("k", "rs", "src", "bus"),
 }
 # The same keys as bytes, for writing without encoding them per message.
-_POS_KEYS_B = tuple((',"' + k + '":').encode() for k, _ in POS_COLUMNS)
-_ROW_KEYS_B = {t: tuple(k.encode() for k in ks) for t, ks in ROW_KEYS.items()}
+# Literal constant tuples: frozen, they stay in flash and cost the heap
+# nothing (built at import they took ~1 KB; docs/memory.md). Indexed by
+# column, and by record type (records.STOP=2 .. ROSTER=5).
+# host_tests/dual/test_schema.py checks they match POS_COLUMNS and ROW_KEYS.
+_POS_KEYS_B = (b',"la":', b',"lo":', b',"sp":', b',"co":', b',"al":', b',"sa":', b',"hd":', b',"rs":', b',"od":')
+_ROW_KEYS_B = (None, None,
+               (b"id", b"to", b"tc", b"la", b"lo", b"od", b"dw", b"ld", b"oc", b"qf", b"dr"),
+               (b"ps", b"pl", b"cf", b"g"),
+               (b"k", b"i", b"va", b"la", b"lo"),
+               (b"k", b"rs", b"src", b"bus"))
 
 
 def topic(root, role, device_id, kind):

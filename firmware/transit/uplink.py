@@ -25,7 +25,6 @@ import time
 
 from umqtt.simple import MQTTClient, MQTTException
 
-from transit import settings as _settings
 from transit.config import CONNECT_MS_DEFAULT
 from transit import schema
 from transit.drain import Drain, _HEADROOM
@@ -49,8 +48,7 @@ class _Sink(io.IOBase):
         return n
 
 
-# Tuning group "uplink" (device.json "uplink": {...}); defaults below.
-RANGES = _settings.GROUPS["uplink"]
+# Tuning group "uplink" (device.json "uplink": {...}; ranges in transit/settings.py); defaults below.
 DEFAULTS = {"batch_s": 60, "ack_ms": 10000, "connect_ms": CONNECT_MS_DEFAULT, "backoff_min_ms": 1000,
             "backoff_max_ms": 300000, "msg_records": 24, "verify": 1}
 

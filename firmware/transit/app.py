@@ -77,8 +77,8 @@ class App:
         from transit.limits import Limits
         self.commands = Commands(cfg, cfg["device_id"], hooks, limits=Limits(queue_folder=QUEUE_DIR + "/q"))
         self.uplink = Uplink(cfg, self.queue, commands=self.commands, status_doc=self.health.document,
-                             link=self.link, watch=self.watch_spec(cfg), time_gate=self.timesync.gate,
-                             epoch=self.epoch)
+                             status_dump=self.health.dump, link=self.link, watch=self.watch_spec(cfg),
+                             time_gate=self.timesync.gate, epoch=self.epoch)
         self.timesync.on_sync = self.uplink.retry_now
         hooks["on_set"] = self.uplink.apply_setting
         self.health.register("queue", queue_source(self.queue))
@@ -515,6 +515,7 @@ def forget_boot_modules(names=BOOT_MODULES):
 def build(cfg, board, state, **kw):
     app = (BusApp if cfg["role"] == "bus" else DepotApp)(cfg, board, state, **kw)
     forget_boot_modules()
+    gc.collect()  # the boot's garbage and modules go before the loop's first allocations
     return app
 
 

@@ -170,11 +170,10 @@ def _pos_columns(w, recs):
         w.int(step)
     else:
         _deltas(w, recs, 3)
-    rows = [R.unpack_position(r[4]) for r in recs]
-    col = [0] * n
+    col = [0] * n  # one column at a time, read from the payloads in place
     for c in range(len(POS_COLUMNS)):
         for i in range(n):
-            col[i] = rows[i][c]
+            col[i] = R.position_field(recs[i][4], c)
         _column(w, _POS_KEYS_B[c], col, n, POS_COLUMNS[c][1])
     for i in range(n):
         col[i] = recs[i][2]

@@ -42,7 +42,7 @@ FIRMWARE_HEAP = 65536  # the goal, for both roles (the bus needed 82 KiB before;
 # merged, and the queue's 4 KiB RAM buffer (flash wear), needs 72 KiB (steady
 # 60.2 KB, peak 63.9 KB live): the 64 KiB goal is not met yet (docs/memory.md).
 # The test holds it to what it needs, so any growth fails here.
-BUS_HEAP = 73728
+BUS_HEAP = 65536
 CAP = 4096
 GROWTH = 2048
 

@@ -74,8 +74,7 @@ class App:
         # The clock is set (SNTP, GPS, flash floor) before the first TLS handshake.
         self.timesync = TimeSync(cfg, board.rtc(), link=self.link, path=QUEUE_DIR + "/time.json")
         hooks = {"reboot": self.reboot, "flush": self.flush, "reset_load": self.reset_load, "ota": self.ota_command}
-        from transit.limits import Limits
-        self.commands = Commands(cfg, cfg["device_id"], hooks, limits=Limits(queue_folder=QUEUE_DIR + "/q"))
+        self.commands = Commands(cfg, cfg["device_id"], hooks, limits=_limits)
         self.uplink = Uplink(cfg, self.queue, commands=self.commands, status_doc=self.health.document,
                              status_dump=self.health.dump, link=self.link, watch=self.watch_spec(cfg),
                              time_gate=self.timesync.gate, epoch=self.epoch)
@@ -457,6 +456,12 @@ class DepotApp(App):
                 break
             self.record(R.ROSTER, R.pack_roster(r[0], r[1], r[2], r[3]), self.unix_now(), self.timesync.flags())
         return App.step(self)
+
+
+def _limits():
+    """What a remote `set` may change (transit.limits), made only when one arrives."""
+    from transit.limits import Limits
+    return Limits(queue_folder=QUEUE_DIR + "/q")
 
 
 def _exists(path):

@@ -99,7 +99,8 @@ class Seen:
 
 class Commands:
     """hooks: {"reboot": fn(), "flush": fn(), "reset_load": fn(), "on_set": fn(key, value),
-    "<new op>": fn(cmd)}; utc_s: Unix seconds now; limits: transit.limits.Limits
+    "<new op>": fn(cmd)}; utc_s: Unix seconds now; limits: transit.limits.Limits, or a
+    function making one when a `set` arrives (the application's: the module stays unloaded)
     (None: only the configuration's ranges apply); seen_path None: ids in RAM only."""
 
     def __init__(self, cfg, device_id, hooks=None, utc_s=None, limits=None, seen_path=SEEN_FILE):
@@ -193,8 +194,11 @@ class Commands:
             if self.cfg.settable(key):
                 from transit.config import check_value  # boot module, imported again for a `set`
                 check_value(key, val)  # the configuration's range first
-            if self.limits is not None:
-                why = self.limits.refuse(key, val, self.cfg)
+            lim = self.limits
+            if lim is not None:
+                if not hasattr(lim, "refuse"):  # a factory: transit.limits loads only for a `set`
+                    lim = lim()
+                why = lim.refuse(key, val, self.cfg)
                 if why:
                     raise CommandError(why)
             self.cfg.set(key, val)  # validates and persists, or raises ConfigError

@@ -15,6 +15,11 @@ from transit import records as R
 from transit import schema
 
 _HEADROOM = 64  # tx room kept for PUBACK/PINGREQ appended behind a message
+# Payload bytes peeked per record of msg_records: a position's payload is 22
+# bytes, so a full message of positions still comes in one peek, while stop
+# visits (35+ bytes, ~150 of JSON, ~130 of heap each once peeked) come 16 at a
+# time instead of 24: 1 KB less live while a backlog of them drains (docs/memory.md).
+_PEEK_BYTES = 24
 
 
 class Drain:
@@ -105,7 +110,7 @@ class Drain:
 
     def _peek(self, now):
         m = self.s["msg_records"]
-        batch = self.queue.peek(m, m * 48)
+        batch = self.queue.peek(m, m * _PEEK_BYTES)
         only_priority = self._priority_now and not (
             self._drain_now or self._catching_up or self.queue.depth() >= m
             or time.ticks_diff(now, self._last_drain) >= self.s["batch_s"] * 1000)

@@ -9,7 +9,7 @@ firmware's live heap at each hour, its sampled peak, and whether it ran;
 with --find it also looks for the smallest heap (in 2 KiB steps) the run
 completes in.
 
-    .venv/bin/python bench/bench_memory.py [--hours 4] [--heap 69632] [--find]
+    .venv/bin/python bench/bench_memory.py [--hours 4] [--heap 65536] [--find]
 """
 
 import argparse
@@ -48,7 +48,7 @@ def soak(binary, hours, heap, cap, tag):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--hours", type=float, default=4.0)
-    ap.add_argument("--heap", type=int, default=69632, help="bytes of heap the firmware gets (the goal: 65536)")
+    ap.add_argument("--heap", type=int, default=65536, help="bytes of heap the firmware gets (the goal: 65536)")
     ap.add_argument("--cap", type=int, default=4096, help="largest free hole after start-up (0: no cap)")
     ap.add_argument("--find", action="store_true", help="also find the smallest heap that completes")
     a = ap.parse_args()

@@ -16,7 +16,6 @@ import time
 from binascii import crc32
 
 from dqueue_fs import BLOCK, SEG_BLOCKS, capacity, names as _names, statfs
-from dqueue_boot import recover
 from dqueue_lane import Lane
 from dqueue_reader import SegReader, HDR, MAX_PAYLOAD
 
@@ -85,6 +84,7 @@ class DurableQueue:
         self._state_dirty = False
         self.last_seq = 0
         t0 = self._ticks()
+        from dqueue_boot import recover  # boot only: a module the application may drop after start-up
         recover(self)
         self.stats["recover_ms"] = _ticks_diff(self._ticks(), t0)
 

@@ -14,6 +14,7 @@ from dqueue_fs import META_BYTES, blocks_for, tail_fill
 from dqueue_reader import HDR, MAX_PAYLOAD, OK, END, TORN, BAD, FMT, SegReader, encode_into  # noqa: F401
 
 _FMT = FMT
+_SLOT_BYTES = 24  # buffer bytes per arrival-tick slot (room() also counts slots)
 
 
 class Lane:
@@ -34,7 +35,12 @@ class Lane:
         self.p0 = 0
         self.p1 = 0
         self.pcount = 0
-        self.cap = pend_bytes // HDR  # most records the buffer can hold
+        # Most records the buffer holds: one tick slot per 24 bytes, not per
+        # HDR (16). The firmware's records are 28 (event) to 38 (position)
+        # bytes, so the buffer fills by bytes first and the rings of both
+        # lanes cost 852 bytes, not 1,280 (docs/memory.md); a buffer of
+        # tinier records commits when its slots are full.
+        self.cap = max(1, pend_bytes // _SLOT_BYTES)
         self.tk = bytearray(4 * self.cap)  # arrival tick of each buffered record, a ring from th
         self.th = 0
         self.bad = []  # (segno, off) of corrupt records already counted
@@ -94,7 +100,10 @@ class Lane:
         self.p0 = 0
 
     def room(self):
-        """Bytes a new record may take (dropped records free theirs too)."""
+        """Bytes a new record may take (dropped records free theirs too);
+        0 while every tick slot is taken."""
+        if self.pcount >= self.cap:
+            return 0
         return len(self.buf) - (self.p1 - self.p0)
 
     def oldest_tick(self):

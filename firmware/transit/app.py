@@ -13,7 +13,7 @@ import gc
 import time
 
 from dqueue import DEFAULT_BUDGET, DurableQueue
-from transit import VERSION, identity, records as R
+from transit import VERSION, records as R
 from transit.commands import Commands
 from transit.config import CONNECT_MS_DEFAULT
 from transit.health import Health, queue_source
@@ -62,7 +62,8 @@ class App:
         # filesystem); boards with the OTA layout set queue.budget_kib to ~576.
         budget = qs["budget_kib"] * 1024 if "budget_kib" in qs else DEFAULT_BUDGET
         # A queue left by another device id is never sent under ours (transit.identity).
-        self.queue, self.epoch = identity.open_queue(
+        from transit.identity import open_queue
+        self.queue, self.epoch = open_queue(
             QUEUE_DIR + "/q", cfg["device_id"], lambda: DurableQueue(
                 QUEUE_DIR + "/q", budget_bytes=budget, commit_ms=qs.get("commit_ms", COMMIT_MS),
                 commit_records=qs.get("commit_records"), priority_types=R.PRIORITY_TYPES,
@@ -73,11 +74,10 @@ class App:
         # The clock is set (SNTP, GPS, flash floor) before the first TLS handshake.
         self.timesync = TimeSync(cfg, board.rtc(), link=self.link, path=QUEUE_DIR + "/time.json")
         hooks = {"reboot": self.reboot, "flush": self.flush, "reset_load": self.reset_load, "ota": self.ota_command}
-        from transit.limits import Limits
-        self.commands = Commands(cfg, cfg["device_id"], hooks, limits=Limits(queue_folder=QUEUE_DIR + "/q"))
+        self.commands = Commands(cfg, cfg["device_id"], hooks, limits=_limits)
         self.uplink = Uplink(cfg, self.queue, commands=self.commands, status_doc=self.health.document,
-                             link=self.link, watch=self.watch_spec(cfg), time_gate=self.timesync.gate,
-                             epoch=self.epoch)
+                             status_dump=self.health.dump, link=self.link, watch=self.watch_spec(cfg),
+                             time_gate=self.timesync.gate, epoch=self.epoch)
         self.timesync.on_sync = self.uplink.retry_now
         hooks["on_set"] = self.uplink.apply_setting
         self.health.register("queue", queue_source(self.queue))
@@ -392,70 +392,10 @@ class BusApp(App):
             self.stops.reset_load(self._reasons[2])
 
 
-class DepotApp(App):
-    """Gate counters -> periodic count records; yard roster; uplink.
-
-    The roster hears buses by BLE where the board has a radio; otherwise (and
-    in addition) it follows the buses' own geofence events for this depot's
-    zone (`depot.zone_id`) through the broker."""
-
-    def __init__(self, cfg, board, state, **kw):
-        from transit.gates import Gates
-        from transit.roster import Roster, BleScanner
-        from transit.health import unix_now
-        self.unix_now = unix_now
-        self.roster = Roster(cfg.group("roster") or None)
-        App.__init__(self, cfg, board, state, **kw)
-        self.gates = Gates(board.door_pins("gates"), cfg.group("counting") or None, unix_s=unix_now())
-        ble = board.ble()
-        self.scanner = BleScanner(ble, self.roster, cfg.group("roster") or None) if ble is not None else None
-        self.health.register("gates", self.gates.health, sparse=True)
-        self.health.register("yard", lambda: {"buses": len(self.roster.last_seen), "bad_events": self.bad_events})
-
-    bad_events = 0
-
-    def watch_spec(self, cfg):
-        if cfg.get("depot.zone_id", -1) < 0:
-            return None
-        return ("%s/bus/+/event" % cfg["topic_root"], self.on_bus_event)
-
-    def on_bus_event(self, topic, msg):
-        """A bus's event batch: depot geofence enter/exit moves it in or out of the yard."""
-        from transit.roster import SRC_GEOFENCE
-        import json
-        try:
-            bus_id = topic.decode().split("/")[2]
-            doc = json.loads(msg)
-            zone = self.cfg.get("depot.zone_id")
-            for row in doc["r"]:
-                if row.get("i") != zone:
-                    continue
-                if row["k"] == R.EV_GEOFENCE_ENTER:
-                    self.roster.seen(bus_id, 0, SRC_GEOFENCE)
-                elif row["k"] == R.EV_GEOFENCE_EXIT:
-                    self.roster.gone(bus_id, SRC_GEOFENCE)
-        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-            self.bad_events += 1  # somebody else's malformed message must not stop the depot
-
-    def busy(self):
-        return self.gates.busy()
-
-    def step(self):
-        self.gates.step(self.unix_now())
-        while True:
-            c = self.gates.pop()
-            if c is None:
-                break
-            self.record(R.COUNT, R.pack_count(c.period_start_unix, c.period_s, c.flags, c.gates), c.period_end_unix,
-                        self.timesync.flags())
-        if self.scanner is not None:
-            self.scanner.step()
-        while True:
-            r = self.roster.pop()
-            if r is None:
-                break
-            self.record(R.ROSTER, R.pack_roster(r[0], r[1], r[2], r[3]), self.unix_now(), self.timesync.flags())
-        return App.step(self)
+def _limits():
+    """What a remote `set` may change (transit.limits), made only when one arrives."""
+    from transit.limits import Limits
+    return Limits(queue_folder=QUEUE_DIR + "/q")
 
 
 def _exists(path):
@@ -487,8 +427,39 @@ def _mkdir(path):
         pass  # exists already (EEXIST); any other problem shows when the queue opens it
 
 
+# Needed only until the application is built: the configuration's validator
+# and key tables, the board checks, safe mode, the queue's owner check and
+# recovery, the OTA loader's boot decision. Each is imported again if it is
+# ever needed later (a remote `set`, safe mode, an update), which frozen
+# code does at the cost of its module object only.
+BOOT_MODULES = ("transit.config", "transit.settings", "transit.boardcheck", "transit.safemode",
+                "transit.identity", "dqueue_boot", "otaboot")
+
+
+def forget_boot_modules(names=BOOT_MODULES):
+    """Drop boot-only modules so their globals, functions and tables are
+    collected (~4 KB of a 32-bit heap; docs/memory.md). MicroPython only:
+    under CPython the tests keep module objects of their own."""
+    import sys
+    if sys.implementation.name != "micropython":
+        return
+    import transit
+    for name in names:
+        if name in sys.modules:
+            del sys.modules[name]
+        if name.startswith("transit.") and name[8:] in transit.__dict__:
+            delattr(transit, name[8:])
+
+
 def build(cfg, board, state, **kw):
-    return (BusApp if cfg["role"] == "bus" else DepotApp)(cfg, board, state, **kw)
+    if cfg["role"] == "bus":
+        cls = BusApp
+    else:  # in its own module: a bus never loads the depot's class (docs/memory.md)
+        from transit.depotapp import DepotApp as cls
+    app = cls(cfg, board, state, **kw)
+    forget_boot_modules()
+    gc.collect()  # the boot's garbage and modules go before the loop's first allocations
+    return app
 
 
 def run(cfg, board, state):

@@ -27,8 +27,8 @@ checked: only ping and get run, anything else is refused with err
 import json
 import os
 
-from transit import config as _config
 from transit import schema
+from transit.cfgstore import ConfigError, short as _short
 
 MAX_BYTES = 512  # a longer command is refused unread
 MAX_AHEAD_S = 86400  # exp at most a day ahead
@@ -99,7 +99,8 @@ class Seen:
 
 class Commands:
     """hooks: {"reboot": fn(), "flush": fn(), "reset_load": fn(), "on_set": fn(key, value),
-    "<new op>": fn(cmd)}; utc_s: Unix seconds now; limits: transit.limits.Limits
+    "<new op>": fn(cmd)}; utc_s: Unix seconds now; limits: transit.limits.Limits, or a
+    function making one when a `set` arrives (the application's: the module stays unloaded)
     (None: only the configuration's ranges apply); seen_path None: ids in RAM only."""
 
     def __init__(self, cfg, device_id, hooks=None, utc_s=None, limits=None, seen_path=SEEN_FILE):
@@ -121,10 +122,10 @@ class Commands:
             op = cmd.get("op")
             if not isinstance(op, str) or (op not in _OPS and (op == "on_set" or op not in self.hooks)):
                 op = None
-                raise CommandError("unknown op %s" % _config._short(cmd.get("op")))
+                raise CommandError("unknown op %s" % _short(cmd.get("op")))
             self._admit(cmd_id, op, cmd.get("exp"))
             result, after = self._run(op, cmd)
-        except (CommandError, _config.ConfigError) as e:
+        except (CommandError, ConfigError) as e:
             self.stats["err"] += 1
             return schema.ack_doc(self.device_id, cmd_id, op, False, error=str(e)), False, None
         self.stats["ok"] += 1
@@ -191,9 +192,13 @@ class Commands:
                 raise CommandError("val: missing")
             val = cmd["val"]
             if self.cfg.settable(key):
-                _config.check_value(key, val)  # the configuration's range first
-            if self.limits is not None:
-                why = self.limits.refuse(key, val, self.cfg)
+                from transit.config import check_value  # boot module, imported again for a `set`
+                check_value(key, val)  # the configuration's range first
+            lim = self.limits
+            if lim is not None:
+                if not hasattr(lim, "refuse"):  # a factory: transit.limits loads only for a `set`
+                    lim = lim()
+                why = lim.refuse(key, val, self.cfg)
                 if why:
                     raise CommandError(why)
             self.cfg.set(key, val)  # validates and persists, or raises ConfigError

@@ -8,7 +8,10 @@ first wrong key, so boot can fall back to safe mode with a clear message.
 """
 
 import json
-import os
+
+# The running board keeps only transit.cfgstore (Config, ConfigError); this
+# module is imported at boot and for a remote `set`, then forgotten.
+from transit.cfgstore import Config, ConfigError, short as _short  # noqa: F401 - re-exported
 
 # kinds
 _STR = 0
@@ -50,6 +53,7 @@ SPEC = (
 _SPEC_BY_KEY = {}
 for _s in SPEC:
     _SPEC_BY_KEY[_s[0]] = _s
+SPEC_BY_KEY = _SPEC_BY_KEY
 
 # Groups whose keys tune a pipeline stage: ranges in transit/settings.py,
 # defaults beside each stage's code. register_group adds or narrows one.
@@ -58,10 +62,6 @@ try:
 except ImportError:  # config.py used on its own by a host tool
     _DECLARED = {}
 _GROUPS = dict(_DECLARED)  # register_group replaces a group, never edits one: no copies (heap)
-
-
-class ConfigError(ValueError):
-    """A configuration problem a technician can fix; the message says where."""
 
 
 def register_group(name, ranges):
@@ -108,9 +108,6 @@ def check_value(key, value):
     return value
 
 
-def _short(value):
-    s = json.dumps(value) if not isinstance(value, bytes) else repr(value)
-    return s if len(s) <= 40 else s[:37] + "..."
 
 
 def _flatten(doc, prefix, out):
@@ -138,71 +135,28 @@ def _read_json(path, what):
     return doc
 
 
-class Config:
-    """Validated settings with dotted keys ("broker.port")."""
+def settable(key):
+    """True when a remote command may change key."""
+    spec = _SPEC_BY_KEY.get(key)
+    if spec is not None:
+        return spec[5]
+    group, _, name = key.partition(".")
+    return name in _GROUPS.get(group, {})
 
-    def __init__(self, values, secrets, path=None):
-        self._values = values
-        self._secrets = secrets
-        self.path = path
 
-    def get(self, key, default=None):
-        return self._values.get(key, default)
-
-    def __getitem__(self, key):
-        return self._values[key]
-
-    def group(self, name):
-        """Settings of one tuning group as a plain dict (keys without the prefix)."""
-        pre = name + "."
-        return {k[len(pre):]: v for k, v in self._values.items() if k.startswith(pre) and k not in _SPEC_BY_KEY}
-
-    def secret(self, name, default=None):
-        return self._secrets.get(name, default)
-
-    def wifi_key(self, ssid):
-        return self._secrets.get("wifi", {}).get(ssid)
-
-    def settable(self, key):
+def to_document(values):
+    """The device.json document of flat values (defaults of nested keys left out)."""
+    doc = {}
+    for key, value in values.items():
         spec = _SPEC_BY_KEY.get(key)
-        if spec is not None:
-            return spec[5]
-        group, _, name = key.partition(".")
-        return name in _GROUPS.get(group, {})
-
-    def set(self, key, value):
-        """Validate, apply and persist one setting (remote command path)."""
-        if not self.settable(key):
-            raise ConfigError("%s: cannot be changed remotely" % key if key in _SPEC_BY_KEY else "%s: unknown setting" % key)
-        check_value(key, value)
-        self._values[key] = value
-        if self.path:
-            self.save()
-
-    def summary(self):
-        """Everything but secrets, for status and the technician's doctor."""
-        return dict(self._values)
-
-    def to_document(self):
-        doc = {}
-        for key, value in self._values.items():
-            spec = _SPEC_BY_KEY.get(key)
-            if spec is not None and spec[2] is not REQUIRED and spec[2] == value and "." in key:
-                continue
-            node = doc
-            parts = key.split(".")
-            for p in parts[:-1]:
-                node = node.setdefault(p, {})
-            node[parts[-1]] = value
-        return doc
-
-    def save(self):
-        """Write atomically: a temporary file renamed over the old one
-        (a rename is atomic on LittleFS, so a power cut leaves one or the other)."""
-        tmp = self.path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(self.to_document(), f)
-        os.rename(tmp, self.path)
+        if spec is not None and spec[2] is not REQUIRED and spec[2] == value and "." in key:
+            continue
+        node = doc
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+    return doc
 
 
 def validate(doc, secrets):

@@ -15,6 +15,11 @@ from transit import records as R
 from transit import schema
 
 _HEADROOM = 64  # tx room kept for PUBACK/PINGREQ appended behind a message
+# Payload bytes peeked per record of msg_records: a position's payload is 22
+# bytes, so a full message of positions still comes in one peek, while stop
+# visits (35+ bytes, ~150 of JSON, ~130 of heap each once peeked) come 16 at a
+# time instead of 24: 1 KB less live while a backlog of them drains (docs/memory.md).
+_PEEK_BYTES = 24
 
 
 class Drain:
@@ -42,8 +47,9 @@ class Drain:
 
     def reset(self, catching_up):
         """A new connection: whatever was in flight goes again (same seqs)."""
-        self._batch = None
-        self._plan = []  # (rtype, records) messages of _batch still to send
+        self._batch = None  # [(highest seq, rtype)] of the batch in flight: what queue.ack needs
+        self._nbatch = 0  # records in it
+        self._plan = []  # (rtype, records) messages of the batch still to send
         self._inflight = []  # packet ids waiting for PUBACK
         self._ack_deadline = 0
         self._catching_up = catching_up
@@ -70,7 +76,7 @@ class Drain:
         """Acknowledge a completed batch; raise ETIMEDOUT when a PUBACK is late."""
         if self._batch is not None and not self._plan and not self._inflight:
             self.queue.ack(self._batch)
-            self.stats["recs_acked"] += len(self._batch)
+            self.stats["recs_acked"] += self._nbatch
             self._batch = None
         if self._inflight and time.ticks_diff(now, self._ack_deadline) > 0:
             self.stats["puback_timeouts"] += 1
@@ -104,7 +110,7 @@ class Drain:
 
     def _peek(self, now):
         m = self.s["msg_records"]
-        batch = self.queue.peek(m, m * 48)
+        batch = self.queue.peek(m, m * _PEEK_BYTES)
         only_priority = self._priority_now and not (
             self._drain_now or self._catching_up or self.queue.depth() >= m
             or time.ticks_diff(now, self._last_drain) >= self.s["batch_s"] * 1000)
@@ -125,8 +131,14 @@ class Drain:
                 groups[rec[1]] = []
                 order.append(rec[1])
             groups[rec[1]].append(rec)
-        self._batch = batch
+        # Kept until every PUBACK is in: only (highest seq, type) per message,
+        # all queue.ack needs; each message's records go once it is written
+        # (a whole batch held while waiting cost ~2.7 KB of a 32-bit heap).
+        self._batch = [(max(r[0] for r in groups[t]), t) for t in order]
+        self._nbatch = len(batch)
+        batch = None
         self._plan = [(t, groups[t]) for t in order]
+        groups = None
         self._send_plan(now)
 
     def _send_plan(self, now):

@@ -61,20 +61,49 @@ class Health:
         self._last = now
         return self._up_ms // 1000
 
+    def _head(self):
+        return {"v": schema.VERSION, "d": self.device_id, "e": self.epoch, "on": True, "t": self._utc(),
+                "fw": FW_VERSION, "up_s": self.uptime_s(), "rst": self.reset, "heap": _mem_free()}
+
+    def _part(self, fn, sparse):
+        try:
+            part = fn()
+            if sparse:
+                part = {k: v for k, v in part.items() if not _zero(v)}
+            return part
+        except Exception as e:  # counted and shown: a broken source must not stop the status
+            self.errors += 1
+            return {"error": repr(e)}
+
     def document(self):
-        doc = {"v": schema.VERSION, "d": self.device_id, "e": self.epoch, "on": True, "t": self._utc(),
-               "fw": FW_VERSION, "up_s": self.uptime_s(), "rst": self.reset, "heap": _mem_free()}
+        doc = self._head()
         for name, fn, sparse in self._sources:
-            try:
-                part = fn()
-                if sparse:
-                    part = {k: v for k, v in part.items() if not _zero(v)}
-                doc[name] = part
-            except Exception as e:  # counted and shown: a broken source must not stop the status
-                self.errors += 1
-                doc[name] = {"error": repr(e)}
+            doc[name] = self._part(fn, sparse)
         doc["health_errors"] = self.errors
         return doc
+
+    def dump(self, out):
+        """Write document() as JSON to the stream out, one source at a time:
+        only one source's dict is on the heap at once, never the whole
+        document (the uplink streams it into its transmit buffer;
+        docs/memory.md). Errors of out (a full buffer) propagate."""
+        import json
+        out.write(b"{")
+        for k, v in self._head().items():
+            json.dump(k, out)
+            out.write(b":")
+            json.dump(v, out)
+            out.write(b",")
+        for name, fn, sparse in self._sources:
+            part = self._part(fn, sparse)
+            json.dump(name, out)
+            out.write(b":")
+            json.dump(part, out)
+            part = None
+            out.write(b",")
+        out.write(b'"health_errors":')
+        json.dump(self.errors, out)
+        out.write(b"}")
 
 
 def _zero(v):

@@ -108,6 +108,8 @@ class ForeignQueue(Exception):
     """The queue holds unsent records of another device: startup keeps them
     and goes to safe mode with this message (it starts with "queue:")."""
 
+    safe_mode = True  # transit.startup: safe mode, not a crash (it need not import this module)
+
     def __init__(self, owner, depth, device_id):
         super().__init__("queue: %d unsent records belong to %s (this board is now %s); "
                            "deploy the board as %s once to send them, or set \"queue_wipe\": \"%s\" in "

@@ -86,6 +86,23 @@ def unpack_position(payload):
     return struct.unpack(_POS_FMT, payload)
 
 
+# Byte offset, width and signedness of each field of _POS_FMT, for reading
+# one column of a batch without a tuple per record (the encoder's working
+# set while a backlog drains; docs/memory.md).
+_POS_AT = ((0, 4, 1), (4, 4, 1), (8, 2, 0), (10, 2, 0), (12, 2, 1), (14, 1, 0), (15, 1, 0), (16, 2, 0), (18, 4, 0))
+
+
+def position_field(payload, c):
+    """Field c of unpack_position(payload), read from the bytes in place."""
+    at, n, signed = _POS_AT[c]
+    v = payload[at + n - 1]
+    for k in range(n - 2, -1, -1):
+        v = (v << 8) | payload[at + k]
+    if signed and v >> (8 * n - 1):
+        v -= 1 << (8 * n)
+    return v
+
+
 def pack_stop(visit_id, t_open, t_close, lat_e6, lon_e6, odometer_m, dwell_s, load_departure,
               occupancy, quality, doors):
     """doors: sequence of (boardings, alightings), one per door."""

@@ -54,8 +54,16 @@ ROW_KEYS = {
     R.ROSTER: ("k", "rs", "src", "bus"),
 }
 # The same keys as bytes, for writing without encoding them per message.
-_POS_KEYS_B = tuple((',"' + k + '":').encode() for k, _ in POS_COLUMNS)
-_ROW_KEYS_B = {t: tuple(k.encode() for k in ks) for t, ks in ROW_KEYS.items()}
+# Literal constant tuples: frozen, they stay in flash and cost the heap
+# nothing (built at import they took ~1 KB; docs/memory.md). Indexed by
+# column, and by record type (records.STOP=2 .. ROSTER=5).
+# host_tests/dual/test_schema.py checks they match POS_COLUMNS and ROW_KEYS.
+_POS_KEYS_B = (b',"la":', b',"lo":', b',"sp":', b',"co":', b',"al":', b',"sa":', b',"hd":', b',"rs":', b',"od":')
+_ROW_KEYS_B = (None, None,
+               (b"id", b"to", b"tc", b"la", b"lo", b"od", b"dw", b"ld", b"oc", b"qf", b"dr"),
+               (b"ps", b"pl", b"cf", b"g"),
+               (b"k", b"i", b"va", b"la", b"lo"),
+               (b"k", b"rs", b"src", b"bus"))
 
 
 def topic(root, role, device_id, kind):
@@ -162,11 +170,10 @@ def _pos_columns(w, recs):
         w.int(step)
     else:
         _deltas(w, recs, 3)
-    rows = [R.unpack_position(r[4]) for r in recs]
-    col = [0] * n
+    col = [0] * n  # one column at a time, read from the payloads in place
     for c in range(len(POS_COLUMNS)):
         for i in range(n):
-            col[i] = rows[i][c]
+            col[i] = R.position_field(recs[i][4], c)
         _column(w, _POS_KEYS_B[c], col, n, POS_COLUMNS[c][1])
     for i in range(n):
         col[i] = recs[i][2]

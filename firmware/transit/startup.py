@@ -12,9 +12,14 @@ safe mode itself once an hour, lets the application try once more.
 import gc
 import sys
 
-from transit import bootstate, safemode
+from transit import bootstate
 from transit.board import Board, BoardError, load as load_board
-from transit.config import ConfigError, load as load_config
+from transit.cfgstore import ConfigError
+
+# Boot-only modules (the configuration's validator, the board checks, safe
+# mode, the queue's owner check) are imported inside the functions that use
+# them, never into these globals: transit.app.forget_boot_modules drops them
+# once the application is built, and a global name here would keep them.
 
 
 def prepare(device_path="device.json", secrets_path="secrets.json", board_dirs=None, machine=None):
@@ -29,6 +34,8 @@ def _prepare(device_path, secrets_path, board_dirs, machine):
     state = bootstate.BootState()
     if state.read_error:
         print(state.read_error)
+    from transit import safemode
+    from transit.config import load as load_config
     try:
         cfg = load_config(device_path, secrets_path)
     except ConfigError as e:
@@ -114,6 +121,7 @@ def main(run=None, **kw):
     cfg, board, state, reason = _prepare(kw.get("device_path", "device.json"), kw.get("secrets_path", "secrets.json"),
                                          kw.get("board_dirs"), kw.get("machine"))
     if reason is not None:
+        from transit import safemode
         if board is not None and _ota_failed("safe mode: %s" % reason):
             # A release on trial put us here: the next boot rolls it back (docs/ota.md).
             if state is not None:
@@ -121,23 +129,24 @@ def main(run=None, **kw):
             board.reset()
         safemode.enter(reason, board, cfg=cfg, state=state, crash_loop=reason.startswith("the application failed"))
         return False
-    from transit.identity import ForeignQueue
     try:
         if run is None:
             # Inside the try: a module that fails to import is a crash like any other.
             from transit.app import run
         run(cfg, board, state)
-    except ForeignQueue as e:
-        # Another device's records: kept, reported; the technician chooses. Not a crash.
-        state.not_a_crash()
-        safemode.enter(str(e), board, cfg=cfg, state=state)
-        return False
     except KeyboardInterrupt:
         # A technician (mpremote, make doctor) interrupted it: not a crash.
         state.not_a_crash()
         print("stopped by Ctrl-C: REPL is yours")
         return False
     except Exception as e:
+        if getattr(e, "safe_mode", False):
+            # transit.identity.ForeignQueue: another device's records, kept and
+            # reported; the technician chooses. Not a crash.
+            from transit import safemode
+            state.not_a_crash()
+            safemode.enter(str(e), board, cfg=cfg, state=state)
+            return False
         # Keep the traceback for the doctor, then reset: the crash counter decides
         # whether the next boot tries again or stays in safe mode.
         try:

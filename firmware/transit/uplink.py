@@ -25,7 +25,6 @@ import time
 
 from umqtt.simple import MQTTClient, MQTTException
 
-from transit import settings as _settings
 from transit.config import CONNECT_MS_DEFAULT
 from transit import schema
 from transit.drain import Drain, _HEADROOM
@@ -49,8 +48,7 @@ class _Sink(io.IOBase):
         return n
 
 
-# Tuning group "uplink" (device.json "uplink": {...}); defaults below.
-RANGES = _settings.GROUPS["uplink"]
+# Tuning group "uplink" (device.json "uplink": {...}; ranges in transit/settings.py); defaults below.
 DEFAULTS = {"batch_s": 60, "ack_ms": 10000, "connect_ms": CONNECT_MS_DEFAULT, "backoff_min_ms": 1000,
             "backoff_max_ms": 300000, "msg_records": 24, "verify": 1}
 
@@ -96,12 +94,14 @@ def broker_hosts(cfg):
 
 class Uplink:
     def __init__(self, cfg, queue, commands=None, status_doc=None, link=None, ca_der=None,
-                 ticks_ms=time.ticks_ms, watch=None, time_gate=None, epoch=0, **settings):
+                 ticks_ms=time.ticks_ms, watch=None, time_gate=None, epoch=0, status_dump=None, **settings):
         """watch: optional (topic filter, fn(topic bytes, msg bytes)) for other
         devices' messages (a depot follows the buses' geofence events); fn runs
         in a later step, never inside the socket read. time_gate: optional
         fn() -> None or why a TLS connect must wait for the clock (timesync).
-        epoch: the queue's epoch, carried in every batch (transit.identity)."""
+        epoch: the queue's epoch, carried in every batch (transit.identity).
+        status_dump: optional fn(stream) writing the status JSON (Health.dump),
+        used instead of json.dump(status_doc()) to publish it."""
         self.cfg = cfg
         self.time_gate = time_gate
         self.watch = watch
@@ -109,6 +109,7 @@ class Uplink:
         self.queue = queue
         self.commands = commands
         self.status_doc = status_doc
+        self.status_dump = status_dump
         self.link = link
         self._ticks = ticks_ms
         s = dict(DEFAULTS)
@@ -484,7 +485,10 @@ class Uplink:
         w.end = len(c.tx) - _HEADROOM
         sink = _Sink(w)
         try:
-            json.dump(self._status(), sink)
+            if self.status_dump is not None:
+                self.status_dump(sink)  # source by source: never the whole document as a dict
+            else:
+                json.dump(self._status(), sink)
         except IndexError:  # a status over the message size: dropped, counted
             c.abort_publish()
             self.stats["too_big"] += 1

@@ -269,3 +269,19 @@ def test_an_op_added_through_hooks_gets_the_command_and_answers():
     assert seen[-1] == "after"
     doc, _ = _ack(c.handle(_c("o2", "on_set")))
     assert doc["err"] == 'unknown op "on_set"'
+
+
+def test_limits_made_by_a_factory_only_when_a_set_arrives():
+    """The application passes a function, so transit.limits loads only for a `set`."""
+    made = []
+
+    def factory():
+        made.append(1)
+        return Limits(statvfs=lambda p: FLASH_2MIB, queue_folder="/tmp/phs_test_commands_no_queue")
+    cfg = config.Config(config.validate(dict(DEV), SECRETS), SECRETS, None)
+    c = Commands(cfg, "bus-001", {}, utc_s=lambda: NOW, limits=factory, seen_path=None)
+    doc, _ = _ack(c.handle(_c("f1", "ping")))
+    assert made == []
+    doc, _ = _ack(c.handle(_c("f2", "set", key="uplink.verify", val=0)))
+    assert doc["err"].startswith("uplink.verify: 0 would switch off the publish check; refused remotely")
+    assert made == [1] and cfg.get("uplink.verify") is None

@@ -47,3 +47,15 @@ def test_short_or_unknown_payload_is_a_clear_error():
 def test_priority_types_exclude_positions():
     assert records.POS not in records.PRIORITY_TYPES
     assert records.STOP in records.PRIORITY_TYPES and records.COUNT in records.PRIORITY_TYPES
+
+
+def test_position_field_reads_what_unpack_position_reads():
+    """The encoder reads columns in place (records.position_field): same values, signs included."""
+    cases = [(16821234, 100262345, 833, 900, 450, 9, 12, 1, 40),
+             (-33868820, -151209290, 0, 3599, -120, 0, 255, 0xFFFF, 0xFFFFFFFF),
+             (-1, -2147483648, 65535, 0, -32768, 255, 0, 0x8001, 0x7FFFFFFF),
+             (2147483647, 1, 1, 1, 32767, 1, 1, 1, 0)]
+    for vals in cases:
+        p = records.pack_position(*vals)
+        assert records.unpack_position(p) == vals
+        assert tuple(records.position_field(p, c) for c in range(9)) == vals, vals

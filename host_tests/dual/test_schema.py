@@ -210,3 +210,11 @@ def test_every_kind_validates_against_its_json_schema():
         assert "does not match the topic" in str(e)
     else:
         assert False, "a batch under another device's topic must not validate"
+
+
+def test_byte_key_tables_match_the_keys():
+    """The literal byte tables (kept in flash when frozen) say what POS_COLUMNS and ROW_KEYS say."""
+    assert schema._POS_KEYS_B == tuple((',"' + k + '":').encode() for k, _ in schema.POS_COLUMNS)
+    for t, keys in schema.ROW_KEYS.items():
+        assert schema._ROW_KEYS_B[t] == tuple(k.encode() for k in keys), t
+    assert [t for t in range(len(schema._ROW_KEYS_B)) if schema._ROW_KEYS_B[t]] == sorted(schema.ROW_KEYS)

@@ -595,6 +595,37 @@ def test_a_power_cut_at_every_write_of_the_switch_boots_old_or_new_and_the_updat
     assert int(fields["cuts"]) >= 20, line
 
 
+LOADED = """
+import sys
+print('LOADED', ' '.join(sorted(m for m in sys.modules if m in (
+    'transit.otastage', 'transit.otaimage', 'transit.otacheck', 'transit.httpget', 'ed25519', 'sha512'))) or '-')
+print('HELD', a.buf is not None, a.get is not None)
+"""
+
+
+def test_the_step_modules_and_the_buffer_are_held_only_while_a_job_runs(mp, tmp_path, keys, server):
+    """The agent stays after a refusal (its status reports it); what only an
+    update needs (step, check and HTTP modules, the 1 KiB buffer, the
+    connection) leaves with the job. A job under way holds them."""
+    path, url = _release(server, keys, version="9.18.0")
+    with open(os.path.join(path, "transit", "app.mpy"), "r+b") as f:  # refused at its hash, mid-download
+        f.seek(40)
+        f.write(b"?")
+    code = AGENT % {"chip": "sim", "ver": _base_version(), "key": keys["good_pub"], "start": True, "url": url,
+                    "steps": 0, "stop_ready": False, "ca": ""}
+    (tmp_path / "refused").mkdir()
+    res = mp.run(code + LOADED, cwd=str(tmp_path / "refused"), heap=HEAP)
+    assert "ANSWER False hash: transit/app.mpy" in res.stdout, res.stdout
+    assert "LOADED -" in res.stdout and "HELD False False" in res.stdout, res.stdout
+    _, url = _release(server, keys, version="9.18.1")
+    code = AGENT % {"chip": "sim", "ver": _base_version(), "key": keys["good_pub"], "start": True, "url": url,
+                    "steps": 3, "stop_ready": False, "ca": ""}
+    (tmp_path / "running").mkdir()
+    res = mp.run(code + LOADED, cwd=str(tmp_path / "running"), heap=HEAP)
+    assert '"st": "files"' in res.stdout, res.stdout
+    assert "LOADED transit.httpget transit.otastage" in res.stdout and "HELD True True" in res.stdout, res.stdout
+
+
 def test_the_agent_waits_while_a_door_is_busy(mp, tmp_path, keys, server):
     _, url = _release(server, keys, version="9.15.0")
     code = AGENT.replace("a.step(True)", "a.step(False)") % {

@@ -62,6 +62,7 @@ def step(agent):
         job["part"] = part.info()[4]
         job["st"] = "ready"
         agent._save()
+        agent._drop()  # the switch may wait for hours (parked): the download's heap goes now
         return
     g = agent.get
     if g is None or g.sock is None:

@@ -110,6 +110,7 @@ def files(agent):
     if i >= job["files"]:
         job["st"] = "ready"
         agent._save()
+        agent._drop()  # the switch may wait for hours (parked): the download's heap goes now
         return
     _, h, n, p, used = _entry_at(agent, i)
     path = STAGE + "/" + p

@@ -606,7 +606,8 @@ print('HELD', a.buf is not None, a.get is not None)
 def test_the_step_modules_and_the_buffer_are_held_only_while_a_job_runs(mp, tmp_path, keys, server):
     """The agent stays after a refusal (its status reports it); what only an
     update needs (step, check and HTTP modules, the 1 KiB buffer, the
-    connection) leaves with the job. A job under way holds them."""
+    connection) leaves with the job, and once the release is staged. A job
+    under way holds them."""
     path, url = _release(server, keys, version="9.18.0")
     with open(os.path.join(path, "transit", "app.mpy"), "r+b") as f:  # refused at its hash, mid-download
         f.seek(40)
@@ -624,6 +625,13 @@ def test_the_step_modules_and_the_buffer_are_held_only_while_a_job_runs(mp, tmp_
     res = mp.run(code + LOADED, cwd=str(tmp_path / "running"), heap=HEAP)
     assert '"st": "files"' in res.stdout, res.stdout
     assert "LOADED transit.httpget transit.otastage" in res.stdout and "HELD True True" in res.stdout, res.stdout
+    # Staged whole and waiting to switch (for hours, until the bus parks): nothing of the download is held.
+    code = AGENT % {"chip": "sim", "ver": _base_version(), "key": keys["good_pub"], "start": True, "url": url,
+                    "steps": 0, "stop_ready": True, "ca": ""}
+    (tmp_path / "ready").mkdir()
+    res = mp.run(code + LOADED, cwd=str(tmp_path / "ready"), heap=HEAP)
+    assert '"st": "ready"' in res.stdout, res.stdout
+    assert "LOADED -" in res.stdout and "HELD False False" in res.stdout, res.stdout
 
 
 def test_the_agent_waits_while_a_door_is_busy(mp, tmp_path, keys, server):

@@ -75,7 +75,8 @@ def heap_figure(binary, url, pub, cap=4096, kind="files"):
     (within 64 bytes), as host_tests/test_ota.py runs it; `kind` "image" for
     an image release (the esp32 fake's module objects are in the baseline)."""
     script = os.path.join(ROOT, "host_tests", "mpscripts", "ota_heap.py")
-    env = dict(os.environ, MICROPYPATH=".frozen", MALLOC_MMAP_THRESHOLD_="524288")
+    env = dict(os.environ, MICROPYPATH=".frozen" + (":" + os.path.join(ROOT, "host_tests", "fakes")
+                                                     if kind == "image" else ""), MALLOC_MMAP_THRESHOLD_="524288")
 
     def run(mode, heap, cap=cap):
         fs = tempfile.mkdtemp(prefix="bench_ota_heap_")

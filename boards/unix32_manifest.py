@@ -8,7 +8,7 @@
 # apart (host_tests/test_memory.py subtracts them exactly).
 include("frozen_firmware.py")
 module("umqtt/simple.py", base_path="../build/mpylib")
-for name in ("blockdev", "bluetooth", "esp32", "esp32socket", "fakeclock", "fakereset", "machine", "machine_periph",
+for name in ("blockdev", "bluetooth", "esp32socket", "fakeclock", "fakereset", "machine", "machine_periph",
              "network", "time"):
     module(name + ".py", base_path="../host_tests/fakes")
 for name in ("simbus", "simgps", "passenger_gen", "simdepot", "heapcap"):

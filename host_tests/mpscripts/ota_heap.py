@@ -13,10 +13,11 @@
 #                   "PINS <caps> <pinned bytes> <holes>" counts the caps and
 #                   the times a hole above CAP had formed between two caps
 #   KIND "image":   the release at URL is a firmware image, written into the
-#                   next OTA partition through the `esp32` fake (frozen in
-#                   the build). On a board `esp32` is a built-in module that
-#                   costs no heap, so the fake is imported before the
-#                   baseline (printed as FAKE <bytes>, part of BASE); as
+#                   next OTA partition through the `esp32` fake (from
+#                   host_tests/fakes on MICROPYPATH). On a board `esp32` is
+#                   a built-in module that costs no heap, so the fake is
+#                   imported before the baseline (printed as FAKE <bytes>,
+#                   part of BASE); as
 #                   the ESP32's, its block I/O takes no heap for the data
 #                   (a file object and a path for a moment; that counts).
 #

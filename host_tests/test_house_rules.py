@@ -13,7 +13,7 @@ from harness import paths
 HARDWARE_OK = {
     "machine": {"firmware/transit/board.py", "firmware/boot.py", "firmware/main.py", "lib/otaboot.py"},
     "network": {"firmware/transit/board.py", "firmware/transit/link.py"},
-    "esp32": {"firmware/transit/board.py", "firmware/transit/ota.py", "lib/otaboot.py"},
+    "esp32": {"firmware/transit/board.py", "firmware/transit/otaimage.py", "lib/otaboot.py"},
     "bluetooth": {"firmware/transit/board.py"},
 }
 CPYTHON_ONLY = {"typing", "dataclasses", "pathlib", "enum", "abc", "logging", "threading", "datetime",

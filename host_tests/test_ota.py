@@ -595,6 +595,45 @@ def test_a_power_cut_at_every_write_of_the_switch_boots_old_or_new_and_the_updat
     assert int(fields["cuts"]) >= 20, line
 
 
+LOADED = """
+import sys
+print('LOADED', ' '.join(sorted(m for m in sys.modules if m in (
+    'transit.otastage', 'transit.otaimage', 'transit.otacheck', 'transit.httpget', 'ed25519', 'sha512'))) or '-')
+print('HELD', a.buf is not None, a.get is not None)
+"""
+
+
+def test_the_step_modules_and_the_buffer_are_held_only_while_a_job_runs(mp, tmp_path, keys, server):
+    """The agent stays after a refusal (its status reports it); what only an
+    update needs (step, check and HTTP modules, the 1 KiB buffer, the
+    connection) leaves with the job, and once the release is staged. A job
+    under way holds them."""
+    path, url = _release(server, keys, version="9.18.0")
+    with open(os.path.join(path, "transit", "app.mpy"), "r+b") as f:  # refused at its hash, mid-download
+        f.seek(40)
+        f.write(b"?")
+    code = AGENT % {"chip": "sim", "ver": _base_version(), "key": keys["good_pub"], "start": True, "url": url,
+                    "steps": 0, "stop_ready": False, "ca": ""}
+    (tmp_path / "refused").mkdir()
+    res = mp.run(code + LOADED, cwd=str(tmp_path / "refused"), heap=HEAP)
+    assert "ANSWER False hash: transit/app.mpy" in res.stdout, res.stdout
+    assert "LOADED -" in res.stdout and "HELD False False" in res.stdout, res.stdout
+    _, url = _release(server, keys, version="9.18.1")
+    code = AGENT % {"chip": "sim", "ver": _base_version(), "key": keys["good_pub"], "start": True, "url": url,
+                    "steps": 3, "stop_ready": False, "ca": ""}
+    (tmp_path / "running").mkdir()
+    res = mp.run(code + LOADED, cwd=str(tmp_path / "running"), heap=HEAP)
+    assert '"st": "files"' in res.stdout, res.stdout
+    assert "LOADED transit.httpget transit.otastage" in res.stdout and "HELD True True" in res.stdout, res.stdout
+    # Staged whole and waiting to switch (for hours, until the bus parks): nothing of the download is held.
+    code = AGENT % {"chip": "sim", "ver": _base_version(), "key": keys["good_pub"], "start": True, "url": url,
+                    "steps": 0, "stop_ready": True, "ca": ""}
+    (tmp_path / "ready").mkdir()
+    res = mp.run(code + LOADED, cwd=str(tmp_path / "ready"), heap=HEAP)
+    assert '"st": "ready"' in res.stdout, res.stdout
+    assert "LOADED -" in res.stdout and "HELD False False" in res.stdout, res.stdout
+
+
 def test_the_agent_waits_while_a_door_is_busy(mp, tmp_path, keys, server):
     _, url = _release(server, keys, version="9.15.0")
     code = AGENT.replace("a.step(True)", "a.step(False)") % {
@@ -642,28 +681,60 @@ def mp32_binary():
         pytest.skip("`make mp32` cannot build here: %s" % str(e).splitlines()[0])
 
 
-def _heap_run(binary, fs, url, pub, mode, heap, cap):
+def _heap_run(binary, fs, url, pub, mode, heap, cap, kind="files"):
     import subprocess
     from mp32 import cache_root  # noqa: F401 - (the binary comes from its cache)
     os.makedirs(fs, exist_ok=True)
-    env = dict(os.environ, MICROPYPATH=".frozen", MALLOC_MMAP_THRESHOLD_="524288")  # small-int addresses
+    # (small-int addresses; an image's `esp32` fake is not frozen: it comes from host_tests/fakes)
+    env = dict(os.environ, MICROPYPATH=".frozen" + (":" + paths.FAKES if kind == "image" else ""),
+               MALLOC_MMAP_THRESHOLD_="524288")
     script = os.path.join(paths.HOST_TESTS, "mpscripts", "ota_heap.py")
-    r = subprocess.run([binary, "-X", "heapsize=%d" % heap, script, str(mode), url, pub, str(cap)], cwd=fs,
-                       env=env, capture_output=True, text=True, timeout=120)
+    args = [binary, "-X", "heapsize=%d" % heap, script, str(mode), url, pub, str(cap)]
+    args += [kind] if kind != "files" else []
+    r = subprocess.run(args, cwd=fs, env=env, capture_output=True, text=True, timeout=120)
     return r.stdout + r.stderr
 
 
-def _budget_run(binary, fs, url, pub, base, budget, cap=HOLE_CAP):
+def _budget_run(binary, fs, url, pub, base, budget, cap=HOLE_CAP, kind="files"):
     """Run the update with `budget` bytes free above the baseline (plus the
     4 KiB-cap pins' 32 bytes per 4 KiB, which are the harness's)."""
     want = budget + 32 * (budget // 4096 + 3)
     # The script's own start needs about 10 KiB free for a moment: the heap has
     # at least that much above the baseline, and a ballast then takes the surplus.
     surplus = max(2048, 10240 - want)
-    out = _heap_run(binary, fs, url, pub, want, -(-(base + want + surplus) * 65536 // 64000), cap)
+    out = _heap_run(binary, fs, url, pub, want, -(-(base + want + surplus) * 65536 // 64000), cap, kind)
     free = [int(l.split()[1]) for l in out.splitlines() if l.startswith("FREE ")]
     assert free, out[-2000:]
     return out, free[0] - (want - budget)
+
+
+def _heap_limits(binary, tmp_path, url, pub, kind="files"):
+    """Measure the baseline, run the whole update in UPDATE_HEAP above it
+    (every hole capped after each step: asserted), check that 3 KiB is too
+    little, and search the smallest budget that completes (256-byte steps).
+    Returns (baseline, live extra between steps, smallest, largest failing,
+    folder of the UPDATE_HEAP run)."""
+    out = _heap_run(binary, str(tmp_path / "measure"), url, pub, "measure", 1 << 20, 0, kind)
+    assert "SWITCHED" in out, out[-2000:]
+    base = int(out.split("BASE ")[1].split()[0])
+    live = int(out.split("LIVE_PEAK ")[1].split()[0])
+    out, free = _budget_run(binary, str(tmp_path / "budget"), url, pub, base, UPDATE_HEAP, kind=kind)
+    assert free <= UPDATE_HEAP + 64, out[-2000:]  # the ballast left no more than the budget
+    assert "SWITCHED" in out and "MemoryError" not in out, out[-3000:]
+    caps, _, holes = (int(x) for x in out.split("PINS ")[1].split()[:3])
+    assert caps >= 20 and holes == 0, out[-500:]  # capped after every step; no hole above 4 KiB ever formed
+    # The limit is real: with 3 KiB the same update runs out of memory.
+    out, free = _budget_run(binary, str(tmp_path / "small"), url, pub, base, 3072, kind=kind)
+    assert free < 4096 and "MemoryError" in out and "SWITCHED" not in out, out[-2000:]
+    lo, hi = 3072, UPDATE_HEAP
+    while hi - lo > 256:
+        mid = (lo + hi) // 2 // 64 * 64
+        out, free = _budget_run(binary, str(tmp_path / ("b%d" % mid)), url, pub, base, mid, kind=kind)
+        if "SWITCHED" in out and free <= mid + 64:
+            hi = mid
+        else:
+            lo = mid
+    return base, live, hi, lo, tmp_path / "budget"
 
 
 def test_a_file_update_takes_at_most_8_kib_of_extra_heap_on_the_32_bit_build(mp32_binary, tmp_path, keys, server):
@@ -672,35 +743,35 @@ def test_a_file_update_takes_at_most_8_kib_of_extra_heap_on_the_32_bit_build(mp3
     capped at 4 KiB after each step; a budget far below it must fail, and the
     smallest budget that completes is printed (256-byte steps)."""
     path, url = _release(server, keys, version="9.17.0")
-    pub = keys["good_pub"]
-    out = _heap_run(mp32_binary, str(tmp_path / "measure"), url, pub, "measure", 1 << 20, 0)
-    assert "SWITCHED" in out, out[-2000:]
-    base = int(out.split("BASE ")[1].split()[0])
-    live = int(out.split("LIVE_PEAK ")[1].split()[0])
-    out, free = _budget_run(mp32_binary, str(tmp_path / "budget"), url, pub, base, UPDATE_HEAP)
-    assert free <= UPDATE_HEAP + 64, out[-2000:]  # the ballast left no more than the budget
-    assert "SWITCHED" in out and "MemoryError" not in out, out[-3000:]
-    caps, _, holes = (int(x) for x in out.split("PINS ")[1].split()[:3])
-    assert caps >= 20 and holes == 0, out[-500:]  # capped after every step; no hole above 4 KiB ever formed
+    base, live, hi, lo, fs = _heap_limits(mp32_binary, tmp_path, url, keys["good_pub"])
     # It really switched to the complete release: every file staged and whole.
-    st = _state(tmp_path / "budget")
+    st = _state(fs)
     assert st["cur"]["ver"] == "9.17.0" and st["trial"] == 1
     with open(os.path.join(path, "manifest.json")) as f:
         files = json.load(f)["files"]
     for e in files:
-        with open(os.path.join(str(tmp_path / "budget"), st["cur"]["dir"], e["p"]), "rb") as f:
+        with open(os.path.join(str(fs), st["cur"]["dir"], e["p"]), "rb") as f:
             assert f.read() == open(os.path.join(path, e["p"]), "rb").read(), e["p"]
-    # The limit is real: with 3 KiB the same update runs out of memory.
-    out, free = _budget_run(mp32_binary, str(tmp_path / "small"), url, pub, base, 3072)
-    assert free < 4096 and "MemoryError" in out and "SWITCHED" not in out, out[-2000:]
-    lo, hi = 3072, UPDATE_HEAP
-    while hi - lo > 256:
-        mid = (lo + hi) // 2 // 64 * 64
-        out, free = _budget_run(mp32_binary, str(tmp_path / ("b%d" % mid)), url, pub, base, mid)
-        if "SWITCHED" in out and free <= mid + 64:
-            hi = mid
-        else:
-            lo = mid
     print("update heap on the 32-bit build: baseline %d bytes (loader, bus modules); the update completed "
           "with %d bytes free above it (not with %d), 4 KiB hole cap; live extra between steps at most %d"
           % (base, hi, lo, live))
+
+
+def test_an_image_update_takes_at_most_8_kib_of_extra_heap_on_the_32_bit_build(mp32_binary, tmp_path, keys, server):
+    """The same for a firmware image: manifest, signature, then the image
+    streamed through the 1 KiB buffer into the next OTA partition (the
+    `esp32` fake; it stands for a built-in module, so it is loaded before
+    the baseline, and its block I/O takes no heap for the data), its hash,
+    set_boot() and the switch request."""
+    img = tmp_path / "fw.bin"
+    img.write_bytes(bytes((i * 7 + i // 251) & 0xFF for i in range(16 * 4096 + 300)))  # 17 blocks, the last partial
+    _, url = _release(server, keys, version="10.3.0", image=str(img))
+    base, live, hi, lo, fs = _heap_limits(mp32_binary, tmp_path, url, keys["good_pub"], kind="image")
+    st = _state(fs)
+    assert st["cur"] == {"ver": "10.3.0", "build": "t1030", "kind": "image", "part": "ota_1"} and st["trial"] == 1
+    with open(fs / "esp32flash" / "ota_1.bin", "rb") as f:
+        assert f.read(img.stat().st_size) == img.read_bytes()
+    assert json.loads((fs / "esp32flash" / "otadata.json").read_text())["boot"] == "ota_1"
+    print("image update heap on the 32-bit build: baseline %d bytes (loader, bus modules, the esp32 fake); the "
+          "update completed with %d bytes free above it (not with %d), 4 KiB hole cap; live extra between steps "
+          "at most %d" % (base, hi, lo, live))

@@ -10,7 +10,7 @@ and the files (or image.bin). The manifest lists version, build id, target
 chip, MicroPython .mpy version, queue format and every file with its size and
 SHA-256; the signature is Ed25519 over SHA-256(manifest.txt), which a board
 checks with the public key in its device.json (`ota_key`) before it fetches
-anything else. Format 2 (what transit/ota.py reads) is one JSON header line
+anything else. Format 2 (what transit/otacheck.py reads) is one JSON header line
 and then one line per file, `<sha256 hex> <bytes> <path>`, so a board reads
 one entry at a time instead of parsing a whole document (docs/ota.md).
 manifest.json and manifest.sig carry the same release in format 1, for
@@ -36,7 +36,7 @@ DEFAULT_KEY = os.path.join(os.path.expanduser("~"), ".config", "phs-transit", "r
 # which release runs, so a broken release cannot break them (docs/ota.md).
 LOADER = ("otaboot.py",)
 QUEUE_FORMAT = 1
-FORMAT = 2  # the manifest format boards read (transit/ota.py FORMAT)
+FORMAT = 2  # the manifest format boards read (transit/otacheck.py FORMAT)
 
 
 class ReleaseError(Exception):

@@ -16,14 +16,23 @@ Progress lives in ota/job.json and in the files themselves, so a link drop
 or a power cut resumes where flash ends. Opening a connection waits (bounded)
 and runs only when the app may block; reads never wait.
 
+This module is the agent: the `ota` command, the job kept in flash and its
+resume, the step machine, the one buffer and connection, the status. The work
+of the steps is in modules imported only while a job runs and dropped from
+sys.modules afterwards (frozen on a WROOM-32, a module costs heap for its
+module objects only, and they go with it):
+
+  transit/otastage.py  manifest and files into ota/stage/; the switch
+  transit/otacheck.py  the manifest's check (the download modules step aside)
+  transit/otaimage.py  a firmware image into the next OTA partition
+  transit/httpget.py   the range GET
+
 Heap (docs/ota.md, measured on the 32-bit frozen build): the manifest is
 never parsed whole. Its format (v2) is a JSON header line and then one line
 per file, `<sha256 hex> <bytes> <path>`; the board hashes it from flash,
 checks the signature, scans the lines once, and later reads one entry at a
 time at the byte offset kept in the job. One 1 KiB buffer serves every read
-and write (an image goes to flash in 1 KiB programs of an erased block), and
-the check's modules (transit.otacheck, ed25519, sha512) leave sys.modules
-after it.
+and write (an image goes to flash in 1 KiB programs of an erased block).
 """
 
 import binascii
@@ -44,20 +53,14 @@ STEP_BYTES = 4096  # read at most this much per loop step
 BLOCK = 4096  # flash erase block of an OTA partition
 BUF = 1024  # the one I/O buffer: downloads, hashing, image programs, HTTP header
 MANIFEST_MAX = 32768  # a larger manifest is refused before it fills the flash
+WORKERS = ("transit.otastage", "transit.otaimage", "transit.httpget")  # loaded while a job runs
 
 
 class OtaError(Exception):
     pass
 
 
-def _size(path):
-    try:
-        return os.stat(path)[6]
-    except OSError:
-        return -1
-
-
-def _mkdirs(path):
+def mkdirs(path):
     cur = ""
     for part in path.split("/"):
         cur = part if not cur else cur + "/" + part
@@ -67,26 +70,12 @@ def _mkdirs(path):
             pass  # exists
 
 
-def _remove(path):
-    try:
-        os.remove(path)
-    except OSError:
-        pass  # already gone: what we wanted
-
-
-def _isdir(path):
-    try:
-        return os.stat(path)[0] & 0x4000 != 0
-    except OSError:
-        return False
-
-
-def _rmtree(path):
+def rmtree(path):
     try:
         for entry in os.ilistdir(path):
             p = path + "/" + entry[0]
             if entry[1] & 0x4000:
-                _rmtree(p)
+                rmtree(p)
             else:
                 os.remove(p)
         os.rmdir(path)
@@ -133,9 +122,9 @@ class Agent:
     """One update at a time. `env` gives what the agent needs from the app:
     chip(), version(), public_key() (32 bytes or None), tls_context() (for
     https://: verifies the server with the board's CA), may_switch(at) and
-    reboot(why)."""
+    reboot(why). The step modules keep nothing: their state is here."""
 
-    def __init__(self, env, ticks_ms=None):
+    def __init__(self, env):
         self.env = env
         self.job = None
         self.get = None
@@ -163,8 +152,8 @@ class Agent:
             url += "/"
         if self.job is not None and self.job.get("st") not in ("failed", None):
             raise OtaError("an update is already running (%s)" % self.job.get("ver", self.job.get("st")))
-        _rmtree(STAGE)
-        _mkdirs(STAGE)
+        rmtree(STAGE)
+        mkdirs(STAGE)
         at = cmd.get("at", "idle")
         if at not in ("now", "idle"):
             raise OtaError("at: now or idle")
@@ -186,16 +175,20 @@ class Agent:
             return  # a busy door: no connection, and no flash writes that stall pin callbacks
         try:
             st = job["st"]
-            if st == "manifest":
-                if self._fetch(job["url"] + "manifest.txt", MANIFEST, -1, may_block) and \
-                        self._fetch(job["url"] + "manifest.txt.sig", MANIFEST + ".sig", -1, may_block):
+            if st == "image":
+                from transit import otaimage
+                otaimage.step(self)
+            elif st == "ready":
+                if self.env.may_switch(job["at"]):
+                    from transit import otastage
+                    otastage.switch(self)
+            else:
+                from transit import otastage
+                if st == "files":
+                    otastage.files(self)
+                elif otastage.manifest(self):
+                    otastage = None  # (it steps aside for the check)
                     self._check()
-            elif st == "files":
-                self._step_files(may_block)
-            elif st == "image":
-                self._step_image(may_block)
-            elif st == "ready" and may_block and self.env.may_switch(job["at"]):
-                self._switch()
         except (OtaError, ValueError, KeyError, TypeError) as e:  # httpget.HttpError is a ValueError
             self._fail(str(e))
         except OSError as e:  # network or flash: retried from where flash ends
@@ -224,53 +217,25 @@ class Agent:
         self.get.open(url, offset, OPEN_MS, self.env.tls_context() if url.startswith("https") else None,
                       self._buf())
 
-    def _fetch(self, url, path, size, may_block):
-        """Advance the download of one file; True when it is complete. A file
-        of unknown size (the manifest, its signature) may not pass MANIFEST_MAX."""
-        have = max(_size(path), 0)
-        if size >= 0 and have >= size:
-            return True
-        g = self.get
-        if g is None or g.sock is None:
-            if not may_block:
-                return False
-            if size < 0 and have:  # size unknown (manifest, signature): start afresh
-                os.remove(path)
-                have = 0
-            self._open(url, have)
-            g = self.get
-            self.f = open(path, "ab")
-        buf = memoryview(self._buf())
-        moved = 0
-        while moved < STEP_BYTES:
-            n = g.read_into(buf)
-            if n == 0:
-                return False
-            if n < 0:
-                self._close()
-                return True
-            self.f.write(buf[:n])
-            moved += n
-            self.f.flush()  # LittleFS keeps only synced data over a power cut: resume from here
-            if size < 0 and have + moved > MANIFEST_MAX:
-                raise OtaError("manifest: larger than %d bytes" % MANIFEST_MAX)
-            self.job["done"] = self.job.get("done", 0) + n
-            if size >= 0 and have + moved >= size:
-                self._close()
-                return True
-        return False
+    def _drop(self, keep_buf=False):
+        """Give back the download machinery: connection, buffer, step modules."""
+        self._close()
+        self.get = None
+        if not keep_buf:
+            self.buf = None
+        self.ent = self.img = self.h = None
+        forget(*WORKERS)
 
     def _check(self):
         """The manifest's check (transit/otacheck.py, loaded for it only). Its
         long-int arithmetic gets the download machinery's heap: the buffer,
-        the connection object and the HTTP module step aside (loaded again
-        for the files)."""
+        the connection object and the step and HTTP modules step aside
+        (loaded again for the files)."""
+        self._drop(keep_buf=True)
         from transit import otacheck
         try:
             digest, sig = otacheck.staged(MANIFEST, self._buf())
-            self._close()
-            self.get = self.buf = None
-            forget("transit.httpget")
+            self.buf = None
             otacheck.signature(self.env.public_key(), digest, sig)
             gc.collect()  # the check's garbage goes before the buffer comes back, so it finds a hole
             self._buf()
@@ -281,153 +246,33 @@ class Agent:
         self.job["done"] = 0
         self._save()
 
-    def _entry_at(self, i):
-        """The i-th file entry, read from the staged manifest at the job's offset."""
-        ent = self.ent
-        if ent is None or ent[0] != i:
-            with open(MANIFEST, "rb") as f:
-                f.seek(self.job["off"])
-                line = f.readline()
-            h, n, p = parse_entry(line)
-            self.ent = ent = (i, h, n, p, len(line))
-        return ent
-
-    def _step_files(self, may_block):
-        job = self.job
-        i = job["i"]
-        if i >= job["files"]:
-            job["st"] = "ready"
-            self._save()
-            return
-        _, h, n, p, used = self._entry_at(i)
-        path = STAGE + "/" + p
-        if "/" in p:
-            _mkdirs(path[:path.rfind("/")])
-        if not self._fetch(job["url"] + p, path, n, may_block):
-            return
-        if _size(path) != n or file_sha256(path, self._buf()) != h:
-            os.remove(path)
-            raise OtaError("hash: %s does not match the signed manifest" % p)
-        job["i"] = i + 1
-        job["off"] += used
-        self._save()
-
-    def _image(self):
-        """(bytes, sha256 digest) of the image, from the staged manifest's header."""
-        with open(MANIFEST, "rb") as f:
-            img = json.loads(f.readline())["image"]
-        return img["n"], binascii.unhexlify(img["h"])
-
-    def _step_image(self, may_block):
-        """Up to STEP_BYTES of the image per call, through the 1 KiB buffer: a
-        block is erased before its first piece, then each piece is programmed
-        at its offset (the extended block protocol LittleFS uses on the same
-        kind of partition). job["i"] counts whole blocks, so a power cut
-        redoes at most the block it interrupted."""
-        import esp32
-        job = self.job
-        if self.img is None:
-            self.img = self._image()
-        size, digest = self.img
-        part = esp32.Partition(esp32.Partition.RUNNING).get_next_update()
-        if size > part.ioctl(4, 0) * BLOCK:
-            raise OtaError("image: %d bytes do not fit partition %s" % (size, part.info()[4]))
-        buf = self._buf()
-        mv = memoryview(buf)
-        if self.h is None:  # (re)start: hash what earlier steps or boots wrote
-            self.h = hashlib.sha256()
-            for pos in range(0, min(job["i"] * BLOCK, size), BUF):  # the last block is partial
-                part.readblocks(pos // BLOCK, buf, pos % BLOCK)
-                self.h.update(mv[:min(BUF, size - pos)])
-            self.fill = 0
-        done = job["i"] * BLOCK
-        if done >= size:
-            if self.h.digest() != digest:
-                job["i"] = 0
-                self.h = None
-                raise OtaError("hash: image does not match the signed manifest")
-            part.set_boot()
-            job["part"] = part.info()[4]
-            job["st"] = "ready"
-            self._save()
-            return
-        g = self.get
-        if g is None or g.sock is None:
-            if not may_block:
-                return
-            self._open(job["url"] + "image.bin", done + self.fill)
-            g = self.get
-        want = min(BLOCK, size - done)
-        moved = 0
-        while self.fill < want and moved < STEP_BYTES:
-            n = g.read_into(mv[:min(BUF, want - self.fill)])
-            if n <= 0:
-                if n < 0:
-                    self._close()
-                return
-            if self.fill == 0:
-                part.ioctl(6, job["i"])  # erase the block before its first program
-            part.writeblocks(job["i"], mv[:n], self.fill)
-            self.h.update(mv[:n])
-            self.fill += n
-            moved += n
-        if self.fill < want:
-            return
-        self.fill = 0
-        job["i"] += 1
-        job["done"] = job["i"] * BLOCK
-        self._save()
-
-    def _switch(self):
-        """Idempotent: a power cut anywhere in here is finished by the next boot's agent."""
-        job = self.job
-        doc = otaboot.read() or {}
-        new = {"ver": job["ver"], "build": job["build"], "kind": job["kind"]}
-        if (doc.get("cur") or {}).get("build") == job["build"]:
-            self._finish(False)  # switched already; the cut came before the job was closed
-            return
-        if job["kind"] == "files":
-            folder = OTA_DIR + "/" + job["build"]
-            if _isdir(STAGE):
-                _rmtree(folder)
-                _remove(MANIFEST)
-                _remove(MANIFEST + ".sig")
-                os.rename(STAGE, folder)
-            new["dir"] = folder
-        else:
-            new["part"] = job["part"]
-        old = doc.get("cur")
-        if old and old.get("dir") and old.get("dir") != new.get("dir"):
-            prev = doc.get("prev")
-            if prev and prev.get("dir") and prev.get("dir") not in (old.get("dir"), new.get("dir")):
-                _rmtree(prev["dir"])
-        doc.update({"cur": new, "prev": old, "trial": 1, "boots": 0, "fail": "",
-                    "max_boots": job["max_boots"], "trial_s": job["trial_s"]})
-        otaboot.write(doc)  # the one atomic step: the next boot runs the new version
-        self._finish()
-
     def _finish(self, reboot=True):
+        """The switch is done: the job goes, and with it the step modules."""
         self.switched = self.job["ver"]
-        _remove(JOB)
+        try:
+            os.remove(JOB)
+        except OSError:
+            pass  # a cut after the removal: already gone
         self.job = None
         self.stats["ok"] += 1
+        self._drop()
         if reboot:
             self.env.reboot("ota: switch to %s" % self.switched)
 
     def _fail(self, why):
-        self._close()
+        self._drop()
         job = self.job
         job["st"] = "failed"
         job["err"] = why[:120]
         self.stats["refused"] += 1
         self._save()
-        _rmtree(STAGE)
+        rmtree(STAGE)
         print("ota: refused:", why)
         if self.answer is not None:
             self.answer(False, why)
 
     def _save(self):
-        _mkdirs(OTA_DIR)
+        mkdirs(OTA_DIR)
         tmp = JOB + ".tmp"
         with open(tmp, "w") as f:
             json.dump(self.job, f)

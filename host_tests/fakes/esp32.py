@@ -18,6 +18,10 @@ import json
 import os
 
 BLOCK = 4096
+_CHUNK = 64  # bytes combined at a time when programming (a fixed scratch: no heap per call)
+_ERASED = b"\xff" * _CHUNK
+_SCRATCH = bytearray(_CHUNK)
+_SCRATCH_MV = memoryview(_SCRATCH)
 _TABLE = (  # label, type, subtype, address, size
     ("nvs", 1, 2, 0x9000, 0x6000),
     ("otadata", 1, 0, 0xF000, 0x2000),
@@ -104,19 +108,34 @@ class Partition:
         if op == 5:
             return BLOCK
         if op == 6:
-            self.writeblocks(arg, b"\xff" * BLOCK)
+            self._check(arg * BLOCK, BLOCK)
+            with self._open() as f:
+                f.seek(arg * BLOCK)
+                for _ in range(BLOCK // _CHUNK):
+                    f.write(_ERASED)
         return 0
 
+    def _open(self):
+        try:
+            return open(self._path(), "r+b")
+        except OSError:
+            return open(self._path(), "w+b")
+
+    def _check(self, start, n):
+        if self._row[1] == Partition.TYPE_APP and self._row[0] == _OTADATA["running"]:
+            raise OSError(5)  # never the running image
+        if start + n > self._row[4]:
+            raise OSError(22)
+
     def readblocks(self, block, buf, offset=0):
-        start = block * BLOCK + offset
+        """Into `buf` (no other buffer, as the ESP32's): bytes never written read as erased."""
+        n = 0
         try:
             with open(self._path(), "rb") as f:
-                f.seek(start)
-                data = f.read(len(buf))
+                f.seek(block * BLOCK + offset)
+                n = f.readinto(buf) or 0
         except OSError:
-            data = b""
-        n = len(data)
-        buf[:n] = data
+            n = 0
         for i in range(n, len(buf)):
             buf[i] = 0xFF
 
@@ -124,24 +143,31 @@ class Partition:
         """As the ESP32's: without `offset`, erase the blocks and write them
         (whole blocks only); with it (the extended block protocol), program
         bytes into an erased block: NOR flash only clears bits, so a block
-        that was not erased (ioctl 6) keeps old bits set to zero."""
-        if self._row[1] == Partition.TYPE_APP and self._row[0] == _OTADATA["running"]:
-            raise OSError(5)  # never the running image
+        that was not erased (ioctl 6) keeps old bits set to zero. Like the
+        ESP32's, it takes no heap for the data: the bits are combined through
+        a small scratch buffer of this module's."""
         start = block * BLOCK + (offset or 0)
-        if start + len(buf) > self._row[4] or (offset is None and len(buf) % BLOCK):
+        n = len(buf)
+        self._check(start, n)
+        if offset is None and n % BLOCK:
             raise OSError(22)
-        data = bytes(buf)
-        if offset is not None:
-            old = bytearray(len(data))
-            self.readblocks(block, old, offset)
-            data = bytes(a & b for a, b in zip(old, data))
-        try:
-            f = open(self._path(), "r+b")
-        except OSError:
-            f = open(self._path(), "wb")
-        f.seek(start)
-        f.write(data)
-        f.close()
+        with self._open() as f:
+            if offset is None:
+                f.seek(start)
+                f.write(buf)
+                return
+            pos = 0
+            while pos < n:
+                k = min(_CHUNK, n - pos)
+                f.seek(start + pos)
+                got = f.readinto(_SCRATCH_MV[:k]) or 0
+                for i in range(got, k):
+                    _SCRATCH[i] = 0xFF  # never written: erased
+                for i in range(k):
+                    _SCRATCH[i] &= buf[pos + i]
+                f.seek(start + pos)
+                f.write(_SCRATCH_MV[:k])
+                pos += k
 
     def set_boot(self):
         d = _load()

@@ -622,6 +622,16 @@ def test_the_step_modules_and_the_buffer_are_held_only_while_a_job_runs(mp, tmp_
     code = AGENT % {"chip": "sim", "ver": _base_version(), "key": keys["good_pub"], "start": True, "url": url,
                     "steps": 3, "stop_ready": False, "ca": ""}
     (tmp_path / "running").mkdir()
+    # The manifest takes a time-bounded number of steps (more on a loaded machine): step on
+    # until the files are under way.
+    code += """
+import sys
+n = 0
+while n < 200 and a.job and a.job.get('st') in ('manifest', 'files') and not (
+        a.job.get('st') == 'files' and 'transit.otastage' in sys.modules and a.get is not None):
+    a.step(True)
+    n += 1
+"""
     res = mp.run(code + LOADED, cwd=str(tmp_path / "running"), heap=HEAP)
     assert '"st": "files"' in res.stdout, res.stdout
     assert "LOADED transit.httpget transit.otastage" in res.stdout and "HELD True True" in res.stdout, res.stdout

@@ -441,14 +441,9 @@ def forget_boot_modules(names=BOOT_MODULES):
     collected (~4 KB of a 32-bit heap; docs/memory.md). MicroPython only:
     under CPython the tests keep module objects of their own."""
     import sys
-    if sys.implementation.name != "micropython":
-        return
-    import transit
-    for name in names:
-        if name in sys.modules:
-            del sys.modules[name]
-        if name.startswith("transit.") and name[8:] in transit.__dict__:
-            delattr(transit, name[8:])
+    if sys.implementation.name == "micropython":
+        import transit
+        transit.forget(*names)
 
 
 def build(cfg, board, state, **kw):

@@ -43,6 +43,7 @@ import os
 import sys
 
 import otaboot
+from transit import forget  # noqa: F401  (otacheck takes it from here)
 
 OTA_DIR = "ota"
 STAGE = "ota/stage"
@@ -105,17 +106,6 @@ def parse_entry(line):
     if p.startswith("/") or ".." in p or n < 0:
         raise OtaError("manifest: bad file entry %s" % p[:40])
     return binascii.unhexlify(parts[0]), n, p
-
-
-def forget(*names):
-    """Drop modules from sys.modules (and from their package): frozen on a
-    WROOM-32, a module costs only its module objects, and they go with it.
-    Imported again when needed (cheap: the code stays in flash)."""
-    for name in names:
-        sys.modules.pop(name, None)
-        pkg, _, attr = name.rpartition(".")
-        if pkg in sys.modules and hasattr(sys.modules[pkg], attr):
-            delattr(sys.modules[pkg], attr)
 
 
 class Agent:

@@ -69,15 +69,11 @@ def enter(reason, board=None, machine=None, cfg=None, state=None, crash_loop=Fal
 
 def unload(sys, keep):
     """Give the REPL back the heap the report took: drop the modules it
-    imported (on a board that is .mpy code in RAM) and collect. A submodule
-    of a package loaded before (transit.safereport) is also an attribute of
-    that package: it goes too, or its code stays reachable."""
-    for name in list(sys.modules):
-        if name not in keep:
-            del sys.modules[name]
-            parent, _, leaf = name.rpartition(".")
-            if parent in keep and getattr(sys.modules[parent], leaf, None) is not None:
-                delattr(sys.modules[parent], leaf)
+    imported (on a board that is .mpy code in RAM), from their packages too
+    (transit.safereport stays reachable as an attribute of transit), and
+    collect."""
+    import transit
+    transit.forget(*[name for name in sys.modules if name not in keep])
     import gc
     gc.collect()
 

@@ -141,7 +141,10 @@ def test_interrupted_deploy_resumes_and_converges(tmp_path, fleet):
         for line in proc.stdout:
             if line.startswith("copy: mpremote"):
                 break
-        time.sleep(2.0)  # part of the way through the copy
+        # Part of the way through the copy: a few files on the board (manifest.json comes last).
+        deadline = time.monotonic() + 60
+        while sum(len(f) for _, _, f in os.walk(board.fs)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
         os.killpg(proc.pid, signal.SIGKILL)  # the laptop's cable is pulled: deploy and mpremote die
         proc.wait()
         assert not os.path.exists(os.path.join(board.fs, "manifest.json"))

@@ -424,6 +424,15 @@ def start_bridge(args, broker):
 
 def main(argv=None):
     args = parse(argv)
+    if args.stops and args.laps <= 1 and args.outage_after:
+        # The broker must come back before the route ends, or the backlog can never drain.
+        if args.outage_after >= args.stops:
+            print("sim: no broker outage: the route has %d stops and the outage would start after stop %d "
+                  "(--outage-after)" % (args.stops, args.outage_after))
+            args.outage_after = 0
+        elif args.outage_after + args.outage_stops > args.stops:
+            args.outage_stops = args.stops - args.outage_after
+            print("sim: the broker comes back at the last stop (%d)" % args.stops)
     own = None
     if args.broker:
         host, _, port = args.broker.rpartition(":")

@@ -9,11 +9,14 @@ command (id, expiry) over the broker once the bus's offline backlog has
 drained and it has served a stop, again every 2 s until the board takes it.
 """
 
+import functools
 import hashlib
+import http.server
 import json
 import os
 import tempfile
 import threading
+import time
 
 import ota as ota_tool
 import release
@@ -22,23 +25,51 @@ import sim
 START_UNIX = 1795766400  # tools/simbus.py's default start: the board's clock comes from it (GPS)
 
 
-def make_release(folder, version="99.0.0"):
+class SlowRangeHandler(ota_tool.RangeHandler):
+    """tools/ota.py's handler, sending at most `rate` bytes a second (in
+    1 KiB pieces): a download that spans minutes of the bus's driving."""
+
+    rate = 0
+
+    def copyfile(self, source, outputfile):
+        while True:
+            piece = source.read(1024)
+            if not piece:
+                return
+            outputfile.write(piece)
+            outputfile.flush()
+            time.sleep(len(piece) / self.rate)
+
+
+def serve(folder, rate=0):
+    """tools/ota.py serve(), or with rate > 0 a server as slow as that."""
+    if not rate:
+        return ota_tool.serve(folder)
+    handler = functools.partial(type("Slow", (SlowRangeHandler,), {"rate": rate}), directory=folder)
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    srv.daemon_threads = True
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
+
+
+def make_release(folder, version="99.0.0", rate=0):
     """(public key hex, release folder, URL, server) of a signed release of this tree."""
     key = os.path.join(folder, "keys", "release.pem")
     pub = release.init_key(key)
     out = os.path.join(folder, "releases")
     os.makedirs(out)
     path = release.build(out, key, version=version, build_id="simota", chip="sim", say=lambda *_: None)
-    srv = ota_tool.serve(out)
+    srv = serve(out, rate)
     return pub, path, "http://127.0.0.1:%d/%s/" % (srv.server_port, os.path.basename(path)), srv
 
 
-def run(args, broker, at="idle", folder=None):
+def run(args, broker, at="idle", folder=None, rate=0):
     """Drive the bus of `args` (tools/sim.py's options) and update it on the
-    way. Returns (sim.Run, exit code, release folder)."""
+    way; `rate`: the release server's bytes per second of real time (0: as
+    fast as it goes). Returns (sim.Run, exit code, release folder)."""
     import paho.mqtt.publish as publish
     folder = folder or tempfile.mkdtemp(prefix="simota-")
-    pub, path, url, srv = make_release(folder)
+    pub, path, url, srv = make_release(folder, rate=rate)
     cmd = ota_tool.command(url, at=at)
     cmd["exp"] = START_UNIX + 12 * 3600  # against the board's clock (at most a day ahead of it)
     r = sim.Run(args, broker, out=None)

@@ -12,7 +12,7 @@ drives (tools/simota.py: a signed release of this tree, the `ota` command
 over the broker once the backlog has drained; at=idle, so it stages and
 waits for the bus to park), and the figures are those of both together.
 
-    .venv/bin/python bench/bench_memory.py [--hours 4] [--heap 65536] [--find] [--ota]
+    .venv/bin/python bench/bench_memory.py [--hours 4] [--heap 65536] [--find] [--ota [--rate B/s]]
 """
 
 import argparse
@@ -29,7 +29,7 @@ import simota  # noqa: E402
 from localbroker import Broker  # noqa: E402
 
 
-def soak(binary, hours, heap, cap, tag, ota=False):
+def soak(binary, hours, heap, cap, tag, ota=False, rate=32768):
     # (a device folder of its own per process: build/sim/<device> is wiped at start)
     args = sim.parse(["--accel", "0", "--no-table", "--device", "bus-bench-%s-%d" % (tag, os.getpid()), "--laps", "12",
                       "--hours", str(hours), "--busy", "2", "--outage-after", "12", "--outage-stops", "4",
@@ -40,7 +40,7 @@ def soak(binary, hours, heap, cap, tag, ota=False):
     try:
         t0 = time.time()
         if ota:
-            r, rc, path = simota.run(args, broker)
+            r, rc, path = simota.run(args, broker, rate=rate)
         else:
             r = sim.Run(args, broker, out=None)
             rc = r.run()
@@ -63,11 +63,13 @@ def main():
     ap.add_argument("--cap", type=int, default=4096, help="largest free hole after start-up (0: no cap)")
     ap.add_argument("--find", action="store_true", help="also find the smallest heap that completes")
     ap.add_argument("--ota", action="store_true", help="the bus takes an over-the-air update while it drives")
+    ap.add_argument("--rate", type=int, default=32768,
+                    help="with --ota: the release server's bytes per real second (0: as fast as it goes)")
     a = ap.parse_args()
     t0 = time.time()
     binary = mp32.ensure(say=lambda s: print(s))
     print("mp32 binary: %s (%.1f s to find or build)" % (binary, time.time() - t0))
-    ok, r, other, took = soak(binary, a.hours, a.heap, a.cap, "main", a.ota)
+    ok, r, other, took = soak(binary, a.hours, a.heap, a.cap, "main", a.ota, a.rate)
     print("bus role%s, %.1f h busy route, 6 h backlog, outage, cap %d: firmware heap %d: %s (%.0f s)"
           % (" and an update" if a.ota else "", a.hours, a.cap, a.heap, "ran" if ok else "FAILED", took))
     if a.ota:
@@ -88,7 +90,7 @@ def main():
         heap = a.heap
         while heap > 40960:
             heap -= 2048
-            ok, r, other, took = soak(binary, min(a.hours, 0.5), heap, a.cap, "find", a.ota)
+            ok, r, other, took = soak(binary, min(a.hours, 0.5), heap, a.cap, "find", a.ota, a.rate)
             print("  firmware heap %d: %s" % (heap, "ran" if ok else "failed"))
             if not ok:
                 print("smallest heap that completed the first half hour: %d bytes" % (heap + 2048))

@@ -828,3 +828,28 @@ def test_a_staged_update_waiting_to_switch_gives_its_heap_back_until_the_bus_par
     assert status == {"run": _base_version(), "st": "ready", "ver": "9.19.0", "pct": 100}
     assert "STILL True" in out and "SWITCHED" in out, out[-3000:]
     assert _state(tmp_path)["cur"]["ver"] == "9.19.0"
+
+
+SHORT_HEAP = """
+ota.SHORT_WAIT_MS = 300
+def short():
+    del a._check  # the next try runs the real check
+    raise MemoryError
+a._check = short
+"""
+
+
+def test_a_short_heap_pauses_the_update_instead_of_failing_the_loop(mp, tmp_path, keys, server):
+    """A MemoryError inside an agent step (the bus's heap short at that moment:
+    docs/memory.md, the bus and an update in 64 KiB) does not escape into the
+    vehicle's loop: the download machinery goes, the job says so in its
+    status, waits SHORT_WAIT_MS and then goes on where flash ends."""
+    _, url = _release(server, keys, version="9.20.0")
+    code = AGENT.replace("import time\nt0 = time.ticks_ms()", SHORT_HEAP + "import time\nt0 = time.ticks_ms()") % {
+        "chip": "sim", "ver": _base_version(), "key": keys["good_pub"], "start": True, "url": url, "steps": 0,
+        "stop_ready": True, "ca": ""}
+    res = mp.run(code + "print('PAUSED', a.paused)\n", cwd=str(tmp_path), heap=HEAP)
+    job = json.loads(res.stdout.split("JOB ", 1)[1].splitlines()[0])
+    assert job["st"] == "ready" and job["short"] == 1, res.stdout
+    assert job["err"] == "retrying: heap short (1)"  # said in the status, still there once it went on
+    assert "PAUSED None" in res.stdout

@@ -196,3 +196,42 @@ def test_cache_key_covers_every_frozen_file():
     missing = [os.path.relpath(p, paths.ROOT) for p in named if p not in hashed and os.path.exists(p)]
     assert named and missing == []
     assert any(p.endswith(os.path.join("transit", "uplink.py")) for p in named)
+
+
+# --- the bus role and an over-the-air update in the same 64 KiB ------------------
+
+def test_bus_role_and_an_update_run_together_in_64k(mp32_binary, broker_factory, tmp_path):
+    """The bus of test_bus_role_... (6-hour backlog, 4 KiB cap, 64 KiB) for
+    half an hour, its ignition on, with `ota_key` provisioned: once the
+    backlog has drained and it has served a stop, the operator publishes an
+    `ota` command (id, expiry, at=idle) for a signed release of this tree
+    over Mosquitto (tools/simota.py). While it drives and counts, the bus
+    downloads, checks and stages the release in the same heap; staged, the
+    agent is set aside until the bus parks; and the bus drives on with
+    nothing lost."""
+    import simota
+    args = sim.parse(["--accel", "0", "--no-table", "--device", "bus-memota", "--laps", "12", "--hours", "0.5",
+                      "--busy", "2", "--outage-after", "12", "--outage-stops", "4", "--gps-loss-at", "3000",
+                      "--seed", "11", "--backlog-h", "6", "--mp32", mp32_binary, "--heap", "+%d" % BUS_HEAP,
+                      "--cap", str(CAP)])
+    # The release server sends 32 KB a second: the download spans minutes of driving and stops.
+    r, rc, path = simota.run(args, broker_factory(persistence=True), folder=str(tmp_path), rate=32768)
+    log = "\n".join(l for l in r.lines if not l.startswith(("SIM t ", "SIM status", "SIM stop", "SIM mem peak")))
+    assert rc == 0, log[-3000:]
+    assert "MemoryError" not in log, log[-3000:]
+    steps = simota.steps(r)
+    assert steps[:1] and steps[0][0] == "manifest" and steps[-1][0] == "ready-aside", log[-3000:]
+    during = [s for s in r.stops if steps[0][1] < s[3] - simota.START_UNIX < steps[-1][1]]
+    assert steps[-1][1] - steps[0][1] >= 60 and during, (steps, r.stops[:5])  # it drove and served stops meanwhile
+    assert r.check() == []  # nothing lost: every stop visit and passenger at the broker, the queue empty
+    assert r.backlog[0] >= 150 and r.truth["depth"] == 0
+    assert r.truth["ota"] == {"run": r.truth["ota"]["run"], "st": "ready", "ver": "99.0.0", "pct": 100}
+    problems, n = simota.staged_problems(simota.board_folder(args), path)
+    assert problems == [] and n >= 30, problems
+    other = r.mem["sim"][0]
+    cap, pins = r.mem["cap"][0], r.mem["cap"][2]
+    assert cap == CAP and pins > 1000 and r.mem["cap"][4] == 0  # the 4 KiB cap kept, no hole above it formed
+    peak, ota_peak = r.truth["peak_heap"] - other, r.truth["ota_peak"] - other
+    print("bus + update: heap %s = firmware %d + simulator %d; firmware peak %d, while updating %d; "
+          "%d files staged; %d heap caps at %d bytes; steps %s, %d stops served meanwhile"
+          % (r.heap, BUS_HEAP, int(r.heap) - BUS_HEAP, peak, ota_peak, n, pins, cap, steps, len(during)))

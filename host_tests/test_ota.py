@@ -785,3 +785,81 @@ def test_an_image_update_takes_at_most_8_kib_of_extra_heap_on_the_32_bit_build(m
     print("image update heap on the 32-bit build: baseline %d bytes (loader, bus modules, the esp32 fake); the "
           "update completed with %d bytes free above it (not with %d), 4 KiB hole cap; live extra between steps "
           "at most %d" % (base, hi, lo, live))
+
+
+PARKED_SWITCH = """
+import machine, network, fakeclock, sys, json
+fakeclock.CLOCK.set_virtual(0, utc_s=%(utc)d, pace=0)
+network.set_aps([{"ssid": "phs-sim", "key": "k"}])
+machine.drive(34, 1)  # boards/sim.json's ignition line: the engine runs
+import transit.startup
+from transit import app as appmod
+
+def run(cfg, board, state):
+    a = appmod.build(cfg, board, state, wlan=board.wlan())
+    print('START', a.ota_command({"id": "p1", "op": "ota", "url": %(url)r, "at": "idle"}))
+    for i in range(400):
+        a.run(max_loops=5, loop_ms=20)
+        if a.ota is None:
+            break
+    print('ASIDE', a.ota_ready, 'transit.ota' in sys.modules, 'otaboot' in sys.modules)
+    print('STATUS', json.dumps(a._ota_status()))
+    a.run(max_loops=50, loop_ms=20)
+    print('STILL', a.ota is None)
+    machine.drive(34, 0)  # ignition off: parked, the time to switch
+    try:
+        a.run(max_loops=50, loop_ms=20)
+    except machine.ResetRequested:
+        print('SWITCHED')
+
+transit.startup.main(run=run, board_dirs=(%(boards)r,))
+"""
+
+
+def test_a_staged_update_waiting_to_switch_gives_its_heap_back_until_the_bus_parks(mp, tmp_path, keys, server):
+    """at=idle while the engine runs: once staged, the agent (module, job,
+    counters) is set aside, so the driving bus gets its heap back
+    (docs/memory.md: the bus and an update in 64 KiB); the status still says
+    `ready`, and when the ignition goes off the agent comes back from its job
+    on flash and switches."""
+    import time
+    _, url = _release(server, keys, version="9.19.0")
+    dev = {"device_id": "bus-aside", "role": "bus", "board": "sim", "ota_key": keys["good_pub"],
+           "broker": {"host": "127.0.0.1", "port": 9, "tls": False}, "networks": [{"ssid": "phs-sim"}],
+           "uplink": {"connect_ms": 500}}
+    (tmp_path / "device.json").write_text(json.dumps(dev))
+    (tmp_path / "secrets.json").write_text(json.dumps({"wifi": {"phs-sim": "k"}, "mqtt_password": ""}))
+    code = PARKED_SWITCH % {"utc": int(time.time()), "url": url, "boards": paths.BOARDS}
+    res = mp.run(code, cwd=str(tmp_path), heap=HEAP, check=False, timeout=120)
+    out = res.stdout + res.stderr
+    assert "START accepted" in out, out[-3000:]
+    assert "ASIDE ('9.19.0', 'idle') False False" in out, out[-3000:]
+    status = json.loads(out.split("STATUS ", 1)[1].splitlines()[0])
+    assert status == {"run": _base_version(), "st": "ready", "ver": "9.19.0", "pct": 100}
+    assert "STILL True" in out and "SWITCHED" in out, out[-3000:]
+    assert _state(tmp_path)["cur"]["ver"] == "9.19.0"
+
+
+SHORT_HEAP = """
+ota.SHORT_WAIT_MS = 300
+def short():
+    del a._check  # the next try runs the real check
+    raise MemoryError
+a._check = short
+"""
+
+
+def test_a_short_heap_pauses_the_update_instead_of_failing_the_loop(mp, tmp_path, keys, server):
+    """A MemoryError inside an agent step (the bus's heap short at that moment:
+    docs/memory.md, the bus and an update in 64 KiB) does not escape into the
+    vehicle's loop: the download machinery goes, the job says so in its
+    status, waits SHORT_WAIT_MS and then goes on where flash ends."""
+    _, url = _release(server, keys, version="9.20.0")
+    code = AGENT.replace("import time\nt0 = time.ticks_ms()", SHORT_HEAP + "import time\nt0 = time.ticks_ms()") % {
+        "chip": "sim", "ver": _base_version(), "key": keys["good_pub"], "start": True, "url": url, "steps": 0,
+        "stop_ready": True, "ca": ""}
+    res = mp.run(code + "print('PAUSED', a.paused)\n", cwd=str(tmp_path), heap=HEAP)
+    job = json.loads(res.stdout.split("JOB ", 1)[1].splitlines()[0])
+    assert job["st"] == "ready" and job["short"] == 1, res.stdout
+    assert job["err"] == "retrying: heap short (1)"  # said in the status, still there once it went on
+    assert "PAUSED None" in res.stdout

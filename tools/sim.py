@@ -133,6 +133,9 @@ class Run:
         self._down = False
         self.mem = {}  # "SIM mem" lines: sim, plan, cap (32-bit build only)
         self.backlog = [0, 0, 0]  # stop visits, positions, queue depth made offline before the run
+        self.device_extra = {}  # more keys for device.json (e.g. ota_key), set before run()
+        self.scenario_extra = {}  # more keys for tools/simbus.py's scenario (e.g. ignition)
+        self.on_line = None  # fn(line): every line of the firmware's output as it comes (tests)
 
     def say(self, text):
         if self.out:
@@ -168,9 +171,16 @@ class Run:
             ca_der, host = self.broker.tls.ca_der, "localhost"
         layout(folder, a.device, host, port, a.route, a.batch_s, a.connect_ms, more,
                a.mqtt_password or (TLS_PASSWORD if a.tls else ""), ca_der)
+        if self.device_extra:
+            with open(os.path.join(folder, "device.json")) as f:
+                device = json.load(f)
+            device.update(self.device_extra)
+            with open(os.path.join(folder, "device.json"), "w") as f:
+                json.dump(device, f, indent=1)
         scenario = {"route": a.route, "seed": a.seed, "accel": a.accel, "stops": a.stops, "laps": a.laps,
                     "gps_loss": [a.gps_loss_at, a.gps_loss_at + 30] if a.gps_loss_at >= 0 else None,
                     "profile": a.profile, "drain_s": a.drain_s, "busy": a.busy, "hours": a.hours}
+        scenario.update(self.scenario_extra)
         if a.tls:
             scenario.update(cold=True, start_unix=int(time.time()))
         with open(os.path.join(folder, "scenario.json"), "w") as f:
@@ -238,6 +248,8 @@ class Run:
         for line in proc.stdout:
             line = line.rstrip("\n")
             self.lines.append(line)
+            if self.on_line is not None:
+                self.on_line(line)
             if line.startswith("SIM stop "):
                 f = line.split()
                 n = int(f[2])

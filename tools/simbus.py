@@ -11,7 +11,8 @@ progress go to stdout as lines starting with "SIM ".
     micropython simbus.py scenario.json
 scenario: {"route": path, "seed": n, "accel": 10 (0 = as fast as possible),
            "stops": max stops or 0, "laps": n, "gps_loss": [from_s, to_s],
-           "start_unix": s, "profile": "clean"|"noisy", "drain_s": s}
+           "start_unix": s, "profile": "clean"|"noisy", "drain_s": s,
+           "ignition": true (the ignition line held on: the bus is never parked)}
 """
 
 import gc
@@ -36,6 +37,17 @@ LEAVE_AFTER_S = 2  # the bus moves off after the doors closed
 
 def say(*parts):
     print("SIM", " ".join(str(p) for p in parts))
+
+
+def say_json(tag, doc):
+    """say(tag, json.dumps(doc)), one key at a time: at the end of a run in a
+    full heap, no block the size of the whole line is needed."""
+    print("SIM", tag, end=" ")
+    sep = "{"
+    for k in doc:
+        print(sep, json.dumps(k), ": ", json.dumps(doc[k]), sep="", end="")
+        sep = ", "
+    print("}")
 
 
 def _nearest(waypoints, at):
@@ -146,7 +158,7 @@ class Scenario:
 
     def start(self, uart):
         self.uart = uart
-        self.epochs = self.drive.epochs()
+        self.epochs = self.drive.epochs(True)  # one sentence at a time: no 0.5 KB block a second
         self.t0_us = CLOCK.now_us()
         self.next_us = self.t0_us
         CLOCK.add_listener(self.on_clock)
@@ -155,6 +167,10 @@ class Scenario:
         while not self.done and now >= self.next_us:
             try:
                 truth, rep, data = next(self.epochs)
+            except MemoryError:  # (its NMEA is made in the firmware's share of the heap)
+                import micropython
+                micropython.mem_info(1)  # the heap map at the failure: fragmentation or live data
+                raise
             except StopIteration:
                 self.done = True
                 say("route-done", self.seconds)
@@ -164,7 +180,9 @@ class Scenario:
                 self.done = True
                 say("route-done", self.seconds)
                 return None
-            self.uart.feed(data)
+            for piece in data:
+                self.uart.feed(piece)
+            data = None
             t, lat, lon, v, crs = truth
             self._maybe_stop(t, lat, lon, v)
             self._feed_pins(self.next_us + 1000000)
@@ -362,6 +380,10 @@ def main(path):
             say("baseline", gc.mem_alloc())
             return
         scen = prebuilt or scenario()
+        ign = board.desc.get("ignition")
+        if sc.get("ignition") and ign:  # the engine runs while it drives: never parked (an update waits)
+            machine.drive(ign["pin"], not ign.get("active_low"))
+        ign = None
         gc.collect()
         say("baseline-run", gc.mem_alloc())  # code + simulator: what follows is the firmware's data
         app = appmod.build(cfg, board, state, wlan=board.wlan())
@@ -373,6 +395,8 @@ def main(path):
         next_hour = 3600
         loops = 0
         peak = 0
+        ota_st = None  # the over-the-air job's step, said when it changes (an `ota` command while driving)
+        ota_peak = 0  # live peak while a job runs
         longest = 0  # virtual us of the longest step (a blocking connect shows here)
         while True:
             t0 = CLOCK.now_us()
@@ -389,6 +413,14 @@ def main(path):
                 if d >= 1000000:
                     say("long-step", scen.seconds, d // 1000, "err", app.uplink.stats.get("last_error"))
             wdt.feed()
+            if app.ota is not None or app.ota_ready is not None:
+                job = app.ota.job if app.ota is not None else None
+                st = job["st"] if job is not None else "ready-aside" if app.ota_ready is not None else "done"
+                if st != ota_st:
+                    ota_st = st
+                    gc.collect()
+                    say("ota", st, "t", scen.seconds, "free", gc.mem_free(), "err", (job or {}).get("err") or "-")
+                job = st = None
             CLOCK.sleep_ms(appmod.LOOP_MS)
             loops += 1
             if loops % 50 == 0:
@@ -406,6 +438,10 @@ def main(path):
                     peak = used
                     if mem is not None:
                         say("mem peak", scen.seconds, used)
+                if ota_st in ("manifest", "check", "files", "image", "ready") and used > ota_peak:
+                    ota_peak = used
+                    if mem is not None:
+                        say("mem ota-peak", scen.seconds, used)
                 if scen.seconds >= next_hour:
                     say("hour", next_hour // 3600, used)
                     next_hour += 3600
@@ -424,12 +460,14 @@ def main(path):
         app.queue.commit()
         if lattice is not None:
             lattice.release()
+            gc.collect()  # the pins go now: the truth line below needs a block above the last cap's holes
             say("mem cap", lattice.cap, "pins", lattice.pins, "holes", lattice.holes)
-        say("truth", json.dumps({"served": scen.served, "seconds": scen.seconds, "depth": app.queue.depth(),
+        say_json("truth", {"served": scen.served, "seconds": scen.seconds, "depth": app.queue.depth(),
                                  "load": app.stops.load, "peak_heap": peak, "queue": app.queue.stats, "uplink": app.uplink.stats.get("msgs"),
                                  "visits": app.stops.n, "longest_step_ms": longest // 1000,
+                                 "ota": app._ota_status(), "ota_peak": ota_peak,
                                  "connect": {k: app.uplink.stats.get(k) for k in (
-                                     "attempts", "connects", "fail_timeout", "fail_refused", "fail_tcp", "fail_mqtt", "lost")}}))
+                                     "attempts", "connects", "fail_timeout", "fail_refused", "fail_tcp", "fail_mqtt", "lost")}})
         app.uplink.close()
 
     transit.startup.main(run=run, board_dirs=("boards",))

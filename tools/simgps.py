@@ -135,9 +135,11 @@ class Drive:
                     dwell = self.stops.get(seg, 0)
                     break
 
-    def epochs(self):
+    def epochs(self, pieces=False):
         """Yield (truth tuple, reported (lat_e6, lon_e6, speed_cmps, course_ddeg)
-        or None during signal loss, NMEA bytes of the second)."""
+        or None during signal loss, NMEA bytes of the second); with pieces,
+        the second's sentences as a list (no ~0.5 KB block per second: the
+        memory harness runs the simulator in the firmware's heap)."""
         rng = self.rng
         ex = ey = 0
         for tr in self.truth():
@@ -155,36 +157,37 @@ class Drive:
                 if o[0] <= t < o[1]:
                     lost = True
             rep = None if lost else (rlat, rlon, rv, rc)
-            yield tr, rep, self.nmea(self.start_unix + t, rep)
+            yield tr, rep, self.nmea(self.start_unix + t, rep, pieces)
 
-    def nmea(self, unix_s, rep):
-        """The sentences of one second; rep None: no fix (cold start, tunnel)."""
+    def nmea(self, unix_s, rep, pieces=False):
+        """The sentences of one second (bytes; with pieces a list of them);
+        rep None: no fix (cold start, tunnel)."""
         y, mo, d = civil_from_unix(unix_s)[:3]
         s = unix_s % 86400
         hms = "%02d%02d%02d.00" % (s // 3600, s // 60 % 60, s % 60)
         date = "%02d%02d%02d" % (d, mo, y % 100)
         rng = self.rng
         if rep is None:
-            out = sentence("GNRMC,%s,V,,,,,,,%s,,,N,V" % (hms, date))
-            out += sentence("GNGGA,%s,,,,,0,00,99.99,,,,,," % hms)
+            out = [sentence("GNRMC,%s,V,,,,,,,%s,,,N,V" % (hms, date)),
+                   sentence("GNGGA,%s,,,,,0,00,99.99,,,,,," % hms)]
         else:
             la = _coord(rep[0], 2, "N", "S")
             lo = _coord(rep[1], 3, "E", "W")
             kn = rep[2] * 19438 // 1000  # knots x 1000
-            out = sentence("GNRMC,%s,A,%s,%s,%d.%03d,%d.%d,%s,,,A,V" % (
-                hms, la, lo, kn // 1000, kn % 1000, rep[3] // 10, rep[3] % 10, date))
-            out += sentence("GNGGA,%s,%s,%s,1,13,0.9,%d.%d,M,-27.8,M,," % (
-                hms, la, lo, 45 + rng.next() % 3, rng.next() % 10))
+            out = [sentence("GNRMC,%s,A,%s,%s,%d.%03d,%d.%d,%s,,,A,V" % (
+                hms, la, lo, kn // 1000, kn % 1000, rep[3] // 10, rep[3] % 10, date)),
+                   sentence("GNGGA,%s,%s,%s,1,13,0.9,%d.%d,M,-27.8,M,," % (
+                       hms, la, lo, 45 + rng.next() % 3, rng.next() % 10))]
         for talker, sysid, sig, prns in SYSTEMS:
             used = "" if rep is None else ",".join("%d" % p for p in prns)
             pad = "," * (12 - (len(prns) if rep is not None else 1))
-            out += sentence("GNGSA,A,%d,%s%s,%s,%d" % (
+            out.append(sentence("GNGSA,A,%d,%s%s,%s,%d" % (
                 1 if rep is None else 3, used, pad, "99.99,99.99,99.99" if rep is None else "1.6,0.9,1.3",
-                sysid))
+                sysid)))
         for talker, sysid, sig, prns in SYSTEMS:
             body = "%sGSV,1,1,%02d" % (talker, len(prns))
             for p in prns:
                 snr = "" if rep is None else "%02d" % (30 + rng.next() % 15)
                 body += ",%02d,%02d,%03d,%s" % (p, 20 + p % 60, (p * 37) % 360, snr)
-            out += sentence(body + ",%X" % sig)
-        return out
+            out.append(sentence(body + ",%X" % sig))
+        return out if pieces else b"".join(out)

@@ -92,6 +92,7 @@ class App:
         # Over-the-air updates (docs/ota.md): the agent is built only when an
         # update runs or resumes; a version on trial is confirmed in step().
         self.ota = None
+        self.ota_ready = None  # (version, at) of a staged update set aside until it may switch
         self._ota_cmd_id = None
         self.trial = _trial_settings()
         if _exists("ota/job.json") or _exists("ota/state.json"):
@@ -115,6 +116,7 @@ class App:
     # --- over-the-air updates (transit/ota.py) -----------------------------
     def _ota_agent(self):
         if self.ota is None:
+            self.ota_ready = None
             from transit.ota import Agent
             self.ota = Agent(self)
             self.ota.answer = self._ota_answer
@@ -136,7 +138,32 @@ class App:
                                                 result=text, error=text), ok)
 
     def _ota_status(self):
+        if self.ota is None and self.ota_ready is not None:
+            return {"run": VERSION, "st": "ready", "ver": self.ota_ready[0], "pct": 100}
         return self.ota.status() if self.ota is not None else {}
+
+    def _ota_step(self, busy):
+        """The agent's step. A staged update that must wait to switch ("idle"
+        while the bus drives: hours, maybe) sets the agent aside: its job is on
+        flash, and its module objects, job and counters (~2.5 KB on the 32-bit
+        build) go back to the bus's heap, which needs them (docs/memory.md).
+        Once the vehicle may switch, the agent is built again from ota/job.json
+        and switches in its next step."""
+        ota = self.ota
+        if ota is None:
+            if self.ota_ready is not None and not busy and self.may_switch(self.ota_ready[1]):
+                self._ota_agent()  # resumes `ready` from flash
+            return
+        ota.step(not busy)
+        if self.trial is not None:
+            self._trial_step()
+            return
+        job = ota.job
+        if job is not None and job["st"] == "ready" and not self.may_switch(job["at"]):
+            self.ota_ready = (job.get("ver"), job["at"])
+            self.ota = ota = job = None
+            from transit.ota import forget
+            forget("transit.ota", "otaboot")  # (the agent's status imports the loader's module)
 
     def chip(self):
         return self.board.desc["chip"]
@@ -225,10 +252,8 @@ class App:
         self.link.step(not busy)
         self.timesync.step(not busy)
         self.uplink.step(not busy)
-        if self.ota is not None:
-            self.ota.step(not busy)
-            if self.trial is not None:
-                self._trial_step()
+        if self.ota is not None or self.ota_ready is not None:
+            self._ota_step(busy)
         self.loops += 1
         if not self.healthy_marked and time.ticks_diff(time.ticks_ms(), self.t_start) > HEALTHY_AFTER_MS:
             self.healthy_marked = True

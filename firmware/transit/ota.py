@@ -41,6 +41,7 @@ import hashlib
 import json
 import os
 import sys
+import time
 
 import otaboot
 from transit import forget  # noqa: F401  (otacheck takes it from here)
@@ -54,6 +55,8 @@ STEP_BYTES = 4096  # read at most this much per loop step
 BLOCK = 4096  # flash erase block of an OTA partition
 BUF = 1024  # the one I/O buffer: downloads, hashing, image programs, HTTP header
 MANIFEST_MAX = 32768  # a larger manifest is refused before it fills the flash
+SHORT_WAIT_MS = 30000  # the heap was short: the job waits this long before its next try
+SHORT_TRIES = 20  # then it fails, answered ("heap short")
 WORKERS = ("transit.otastage", "transit.otaimage", "transit.httpget")  # loaded while a job runs
 
 
@@ -126,6 +129,7 @@ class Agent:
         self.h = None
         self.stats = {"ok": 0, "refused": 0}
         self.answer = None  # fn(ok, text): a late answer to the ota command
+        self.paused = None  # ticks_ms until which the job waits (the heap was short)
         try:
             with open(JOB) as f:
                 self.job = json.load(f)  # resumes after a reset
@@ -163,6 +167,10 @@ class Agent:
         job = self.job
         if job is None or not may_block or not self.active():
             return  # a busy door: no connection, and no flash writes that stall pin callbacks
+        if self.paused is not None:
+            if time.ticks_diff(self.paused, time.ticks_ms()) > 0:
+                return
+            self.paused = None
         try:
             st = job["st"]
             if st == "image":
@@ -181,6 +189,18 @@ class Agent:
                     self._check()
         except (OtaError, ValueError, KeyError, TypeError) as e:  # httpget.HttpError is a ValueError
             self._fail(str(e))
+        except MemoryError:
+            # The application's heap is short (a busy moment, fragmentation): the
+            # update steps aside and tries again later rather than take the
+            # vehicle's loop down with it (docs/memory.md). Counted, in the status.
+            self._drop()
+            gc.collect()
+            job["short"] = job.get("short", 0) + 1
+            job["err"] = "retrying: heap short (%d)" % job["short"]
+            self.paused = time.ticks_add(time.ticks_ms(), SHORT_WAIT_MS)
+            if job["short"] > SHORT_TRIES:
+                self.paused = None
+                self._fail("heap short: gave up after %d tries" % SHORT_TRIES)
         except OSError as e:  # network or flash: retried from where flash ends
             self._close()
             job["retries"] = job.get("retries", 0) + 1

@@ -111,6 +111,9 @@ try:
         if job is not None and job.get("st") == "failed":
             print("FAILED", job["err"])
             break
+        if job is not None and job.get("short"):  # the agent caught a MemoryError: this budget is too small
+            print("MemoryError (caught by the agent:", job["err"] + ")")
+            break
         job = None
         if MODE == "measure":
             gc.collect()

